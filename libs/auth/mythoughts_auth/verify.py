@@ -1,0 +1,155 @@
+"""Verify a MyThoughts access token and say who it belongs to.
+
+Why the algorithm is pinned to RS256
+------------------------------------
+The book's own services sign and verify RS256 tokens, so pinning RS256 keeps a mixed fleet of old
+and new services able to verify each other's tokens during the migration. JWKS with RSA keys is
+supported by every standard JWT client, and RSA verification is cheap because the public exponent
+is small (65537), which matters since every authenticated request verifies a token.
+
+Pinning (rather than trusting the token's ``alg`` header) is what defeats the classic attacks:
+``alg: none`` and "HS256 signed with the public key as the HMAC secret" are refused before any
+key is even looked up.
+
+Keys come from a :class:`~mythoughts_auth.sources.KeySource`, selected by the token's ``kid``;
+key URLs in the token header (``jku``, ``x5u``) are never followed, because an attacker controls
+them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from mythoughts_auth.algorithm import ALGORITHM
+from mythoughts_auth.sources import KeySource
+
+# Registered claims every token must carry. PyJWT only checks a claim it finds, so requiring them
+# is what makes a token without an expiry (valid forever) or without an audience a failure.
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud"]
+
+
+class InvalidToken(Exception):
+    """A token (or Authorization header) was refused; ``reason`` says why, briefly.
+
+    The reason is safe to return to the client: it never contains the token itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A token whose signature and claims have been checked."""
+
+    username: str
+    claims: dict[str, Any]
+
+
+class TokenVerifier:
+    """Checks signature (RS256 only), ``exp``, ``nbf``, ``iat``, ``iss``, ``aud`` and ``username``.
+
+    ``leeway_seconds`` absorbs clock skew between the users service and this one.
+    """
+
+    def __init__(
+        self,
+        key_source: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_seconds: int = 30,
+    ) -> None:
+        if not issuer:
+            raise ValueError("issuer must not be empty")
+        if not audience:
+            raise ValueError("audience must not be empty")
+        if leeway_seconds < 0:
+            raise ValueError("leeway_seconds must not be negative")
+        self._key_source = key_source
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_seconds
+
+    async def verify(self, token: str) -> VerifiedToken:
+        """Return the verified token, or raise :class:`InvalidToken`."""
+        key = await self._signing_key(token)
+        claims = self._decode(token, key)
+        self._check_issued_at(claims)
+        return VerifiedToken(username=_username(claims), claims=claims)
+
+    async def _signing_key(self, token: str) -> RSAPublicKey:
+        # The header is read unverified, but only to refuse early: a wrong algorithm or an
+        # unknown key id is rejected before any cryptography and before any key fetch.
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken("malformed token") from exc
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("algorithm not allowed")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("missing key id")
+        key = await self._key_source.get(kid)
+        if key is None:
+            raise InvalidToken("unknown signing key")
+        return key
+
+    def _decode(self, token: str, key: RSAPublicKey) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key,
+                # Explicit even though the header was checked: this is the check that counts.
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
+                # iat is checked by _check_issued_at instead of PyJWT, so that a token "issued
+                # in the future" gets its own reason and a non-numeric iat is refused.
+                options={"require": _REQUIRED_CLAIMS, "verify_iat": False},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("token expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise InvalidToken("token not yet valid") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise InvalidToken("wrong issuer") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise InvalidToken("wrong audience") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"missing {exc.claim} claim") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise InvalidToken("signature verification failed") from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise InvalidToken("algorithm not allowed") from exc
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken("malformed token") from exc
+        except jwt.PyJWTError as exc:
+            # E.g. a published key PyJWT refuses to use; still the client's token is unusable.
+            raise InvalidToken("invalid token") from exc
+
+    def _check_issued_at(self, claims: dict[str, Any]) -> None:
+        issued_at = claims["iat"]
+        # A NumericDate is a JSON number (RFC 7519); bool is an int subclass in Python.
+        if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+            raise InvalidToken("malformed iat claim")
+        # Checked explicitly, not left to the JWT library (whose versions disagree on it): a
+        # token issued in the future means a badly skewed clock or a forged token.
+        if issued_at > time.time() + self._leeway:
+            raise InvalidToken("token issued in the future")
+
+
+def _username(claims: dict[str, Any]) -> str:
+    if "username" not in claims:
+        raise InvalidToken("missing username claim")
+    username = claims["username"]
+    if not isinstance(username, str) or not username:
+        raise InvalidToken("username claim must be a non-empty string")
+    return username

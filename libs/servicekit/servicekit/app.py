@@ -1,0 +1,171 @@
+"""`create_service_app(...)`: one call gives a service its whole operational surface.
+
+Modelled on eShop's AddServiceDefaults(): JSON logs with request ids, access log, metrics,
+/healthz, /readyz, /admin/version/, problem+json errors, the database, the HTTP client, the
+start-up dependency check and graceful shutdown. A service adds only its own routers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import ORJSONResponse
+from starlette.responses import Response
+
+from servicekit.db import Database
+from servicekit.dependencies import check_dependencies, parse_dependencies
+from servicekit.http import create_http_client
+from servicekit.lifecycle import is_shutting_down
+from servicekit.logs import configure_logging
+from servicekit.metrics import Metrics
+from servicekit.middleware import ObservabilityMiddleware
+from servicekit.migrations import current_revision, head_revision
+from servicekit.problems import (
+    install_problem_handlers,
+    patch_openapi_validation_responses,
+    problem_response,
+)
+from servicekit.settings import ServiceSettings
+from servicekit.version import VersionInfo, resolve_version
+
+log = logging.getLogger("servicekit.app")
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """What a service tells the kit about itself."""
+
+    title: str
+    description: str
+    package_version: str
+    routers: Sequence[APIRouter] = ()
+    migrations_dir: Path | None = None
+    on_startup: Sequence[Hook] = ()
+    on_shutdown: Sequence[Hook] = ()
+    extra_state: dict[str, Any] = field(default_factory=dict)
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers (no I/O)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: database reachable, migrations at head, not shutting down",
+        responses={503: {"description": "Not ready"}},
+    )
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        ready = True
+        if is_shutting_down():
+            checks["shutdown"] = "in progress"
+            ready = False
+        database: Database | None = request.app.state.db
+        if database is not None:
+            try:
+                revision = await current_revision(database.engine)
+            except Exception as exc:
+                checks["database"] = f"unreachable: {type(exc).__name__}"
+                ready = False
+            else:
+                checks["database"] = "ok"
+                head = request.app.state.migrations_head
+                if revision != head:
+                    checks["migrations"] = f"at {revision}, head is {head}"
+                    ready = False
+                else:
+                    checks["migrations"] = "ok"
+        if not ready:
+            return problem_response(503, "not ready", checks=checks)
+        return ORJSONResponse({"status": "ready", "checks": checks})
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        body = request.app.state.metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @router.get("/admin/version/", summary="The running version and commit")
+    async def version(request: Request) -> dict[str, str]:
+        info: VersionInfo = request.app.state.version
+        return {"version": info.version, "commit": info.commit}
+
+    return router
+
+
+def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
+    version = resolve_version(settings.version_name, settings.version_sha, spec.package_version)
+    configure_logging(settings.service_name, version.version, settings.log_level)
+    dependencies = parse_dependencies(settings.dependencies)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if dependencies:
+            await check_dependencies(
+                dependencies, app.state.http, wait_seconds=settings.dependency_wait_seconds
+            )
+        for hook in spec.on_startup:
+            await hook(app)
+        log.info("%s %s started", settings.service_name, version.version)
+        try:
+            yield
+        finally:
+            for hook in reversed(spec.on_shutdown):
+                await hook(app)
+            await app.state.http.aclose()
+            if app.state.db is not None:
+                await app.state.db.dispose()
+            log.info("%s stopped", settings.service_name)
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version=version.version,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.version = version
+    app.state.metrics = Metrics(settings.service_name)
+    app.state.db = (
+        Database(settings.database_url, pool_size=settings.db_pool_size)
+        if spec.migrations_dir
+        else None
+    )
+    app.state.migrations_head = head_revision(spec.migrations_dir) if spec.migrations_dir else None
+    app.state.http = create_http_client(
+        timeout_seconds=settings.http_timeout_seconds, retries=settings.http_retries
+    )
+    for key, value in spec.extra_state.items():
+        setattr(app.state, key, value)
+
+    install_problem_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    app.include_router(_ops_router())
+    for router in spec.routers:
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = patch_openapi_validation_responses(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

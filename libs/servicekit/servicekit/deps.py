@@ -1,0 +1,34 @@
+"""Declarative FastAPI dependencies every service uses, so routes read like their contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.db import Database
+from servicekit.metrics import Metrics
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.db
+    async with database.sessionmaker() as session:
+        yield session
+
+
+def get_http_client(request: Request) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = request.app.state.http
+    return client
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -1,0 +1,83 @@
+"""The HTTP client services use to call each other: timeouts, bounded retries, request id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+
+from servicekit.context import REQUEST_ID_HEADER, current_request_id
+
+log = logging.getLogger("servicekit.http")
+
+# Only methods that are safe to repeat are retried after a response; a connection that could not
+# be opened at all is retried for any method, because the request never reached the server.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class RetryTransport(httpx.AsyncBaseTransport):
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        retries: int = 2,
+        backoff_seconds: float = 0.05,
+    ) -> None:
+        self.inner = inner
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = await self.inner.handle_async_request(request)
+            except httpx.ConnectError:
+                if attempt >= self.retries:
+                    raise
+            else:
+                if (
+                    attempt >= self.retries
+                    or request.method not in IDEMPOTENT_METHODS
+                    or response.status_code not in RETRY_STATUSES
+                ):
+                    return response
+                await response.aclose()
+            attempt += 1
+            log.info(
+                "retrying %s %s (attempt %d of %d)",
+                request.method,
+                request.url.path,
+                attempt,
+                self.retries,
+            )
+            await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def _forward_request_id(request: httpx.Request) -> None:
+    request_id = current_request_id()
+    if request_id and REQUEST_ID_HEADER not in request.headers:
+        request.headers[REQUEST_ID_HEADER] = request_id
+
+
+def create_http_client(
+    *,
+    base_url: str = "",
+    timeout_seconds: float = 5.0,
+    retries: int = 2,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    inner = transport or httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    )
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 2.0)),
+        transport=RetryTransport(inner, retries=retries),
+        event_hooks={"request": [_forward_request_id]},
+        follow_redirects=False,
+    )

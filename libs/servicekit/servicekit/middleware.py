@@ -1,0 +1,94 @@
+"""One pure-ASGI middleware for the request's whole operational life.
+
+It accepts or makes the request id, times the request, writes the access-log line, records the
+metrics by route *template*, and turns an unexpected exception into a 500 problem response
+(the traceback goes to the log, never to the client). Pure ASGI rather than BaseHTTPMiddleware:
+it sits on the hot path of every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from servicekit.metrics import Metrics
+from servicekit.problems import problem_response
+
+access_log = logging.getLogger("servicekit.access")
+error_log = logging.getLogger("servicekit.errors")
+
+_REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
+# Probes and scrapes are frequent and dull: count them, log them only at DEBUG.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID_HEADER_BYTES:
+                incoming = value.decode("latin-1")
+                break
+        request_id = accept_request_id(incoming)
+        token = request_id_var.set(request_id)
+        request_id_bytes = request_id.encode()
+        status = 500
+        response_started = False
+        start = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((_REQUEST_ID_HEADER_BYTES, request_id_bytes))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            error_log.exception("unhandled error on %s %s", scope["method"], _route_template(scope))
+            if response_started:
+                raise
+            status = 500
+            response = problem_response(500, "an internal error occurred; quote the request id")
+            await response(scope, receive, send_with_request_id)
+        finally:
+            duration = time.perf_counter() - start
+            route = _route_template(scope)
+            self.metrics.observe(route, scope["method"], status, duration)
+            access_log.log(
+                logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
+                "%s %s %d",
+                scope["method"],
+                route,
+                status,
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 3),
+                    "client": (scope.get("client") or ("", 0))[0],
+                },
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,100 @@
+"""Typed settings from the environment (12-factor).
+
+Every service subclasses `ServiceSettings`. Any field may also be given as `<NAME>_FILE`, the path
+of a file holding the value: that is how container orchestrators hand out secrets without putting
+them in the environment. Bad or missing configuration stops the service at start-up with one clear
+message per problem instead of failing later on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(SystemExit):
+    """Raised at start-up for unusable configuration; exits with the message, not a traceback."""
+
+
+class FileVariantSource(PydanticBaseSettingsSource):
+    """Reads `<NAME>_FILE` for every field: the value is the file's content, stripped."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        env_name = f"{field_name.upper()}_FILE"
+        path = os.environ.get(env_name)
+        if not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text(encoding="utf-8").strip(), field_name, False
+        except OSError as exc:
+            raise ConfigError(
+                f"configuration error: {env_name}={path!r} cannot be read: {exc}"
+            ) from exc
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclasses add their own fields."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str = "service"
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/service.db",
+        description="sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    version_name: str | None = None
+    version_sha: str | None = None
+    # Seconds /readyz reports "not ready" before the server stops accepting connections, so that
+    # a load balancer takes the instance out of rotation before any request is refused.
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=60)
+    http_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    http_retries: int = Field(default=2, ge=0, le=5)
+    # Comma-separated "name=url>=min_version" entries checked at start-up.
+    dependencies: str = ""
+    dependency_wait_seconds: float = Field(default=30.0, ge=0, le=600)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, FileVariantSource(settings_cls), env_settings)
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Builds the settings or exits with a message naming every bad variable."""
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"  {name}: {error['msg']}")
+        raise ConfigError(
+            f"configuration error in {settings_cls.__name__}:\n" + "\n".join(problems)
+        ) from None

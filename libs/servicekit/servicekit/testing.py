@@ -1,0 +1,193 @@
+"""Pytest plugin shared by every service's tests (loaded from the root conftest.py).
+
+Real databases only: each test gets a fresh, migrated SQLite file or PostgreSQL database, cloned
+from a template migrated once per session (PostgreSQL: CREATE DATABASE ... TEMPLATE), so tests are
+isolated without paying for a migration each. Under CI=true a missing PostgreSQL fails the run;
+locally those variants skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servicekit.migrations import upgrade
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ("sqlite", "postgresql")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def need(reason: str) -> None:
+    """Skip locally, fail under CI: a CI run must never silently skip a real dependency."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def postgres_available() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3):
+            return None
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable ({type(exc).__name__})"
+
+
+def _pg_execute(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(sql)
+
+
+def _async_url(name: str) -> str:
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+@dataclass
+class DatabaseFactory:
+    """Hands out fresh migrated databases for a service's migrations folder."""
+
+    root: Path
+    worker: str
+    _templates: dict[tuple[str, Path], str] = field(default_factory=dict)
+    _created: list[str] = field(default_factory=list)
+
+    def _template(self, backend: str, migrations_dir: Path) -> str:
+        key = (backend, migrations_dir)
+        if key not in self._templates:
+            tag = f"{migrations_dir.parent.name}_{self.worker}_{os.getpid()}"
+            if backend == "sqlite":
+                path = self.root / f"template_{tag}.db"
+                upgrade(migrations_dir, f"sqlite+aiosqlite:///{path}")
+                self._templates[key] = str(path)
+            else:
+                name = f"mt_tpl_{tag}"
+                _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                _pg_execute(f'CREATE DATABASE "{name}"')
+                self._created.append(name)
+                upgrade(migrations_dir, _async_url(name))
+                self._templates[key] = name
+        return self._templates[key]
+
+    def fresh(self, backend: str, migrations_dir: Path) -> str:
+        template = self._template(backend, migrations_dir)
+        if backend == "sqlite":
+            path = self.root / f"test_{uuid.uuid4().hex}.db"
+            shutil.copyfile(template, path)
+            return f"sqlite+aiosqlite:///{path}"
+        name = f"mt_test_{uuid.uuid4().hex[:16]}"
+        _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self._created.append(name)
+        return _async_url(name)
+
+    def empty(self, backend: str) -> str:
+        """An unmigrated database, for migration tests."""
+        if backend == "sqlite":
+            return f"sqlite+aiosqlite:///{self.root / f'empty_{uuid.uuid4().hex}.db'}"
+        name = f"mt_empty_{uuid.uuid4().hex[:16]}"
+        _pg_execute(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return _async_url(name)
+
+    def drop_all(self) -> None:
+        for name in reversed(self._created):
+            _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._created.clear()
+
+
+@pytest.fixture(scope="session")
+def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    factory = DatabaseFactory(tmp_path_factory.mktemp("databases"), worker)
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """Parametrizes a test over SQLite and PostgreSQL."""
+    backend: str = request.param
+    if backend == "postgresql":
+        reason = postgres_available()
+        if reason:
+            need(reason)
+    return backend
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServiceProcess:
+    """A real service process started with the same command as `make run`, on a free port."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
+        log_file = self.log_path.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - argv built by tests
+            self.argv, env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become healthy in {timeout}s:\n{self.logs()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def python_module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
