@@ -16,7 +16,7 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt requirements/constraints
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-c requirements/constraints.txt -r requirements/dev.txt \
-		$(foreach p,$(PACKAGES),-e $(p))
+		--config-settings editable_mode=compat $(foreach p,$(PACKAGES),-e $(p))
 	@touch $(STAMP)
 
 run: $(STAMP)

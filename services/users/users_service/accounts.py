@@ -1,0 +1,74 @@
+"""Account operations: create, find, delete, and the login check with rehash-on-login."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from users_service.models import User
+from users_service.passwords import Passwords
+from users_service.throttle import LoginThrottle
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+class LoginRefused(Exception):
+    pass
+
+
+@dataclass
+class Throttled(Exception):
+    retry_after: int
+
+
+async def create_user(
+    session: AsyncSession, passwords: Passwords, username: str, password: str
+) -> User:
+    user = User(username=username, password_hash=await passwords.hash(password))
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise UsernameTaken(username) from None
+    return user
+
+
+async def find_user(session: AsyncSession, username: str) -> User | None:
+    return await session.scalar(select(User).where(User.username == username))
+
+
+async def delete_user(session: AsyncSession, user_id: int) -> bool:
+    result = await session.execute(delete(User).where(User.id == user_id))
+    await session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def check_login(
+    session: AsyncSession,
+    passwords: Passwords,
+    throttle: LoginThrottle,
+    *,
+    username: str,
+    password: str,
+    address: str,
+) -> User:
+    """Returns the user, or raises Throttled / LoginRefused. Only failures are counted."""
+    wait = await throttle.retry_after(username, address)
+    if wait is not None:
+        raise Throttled(wait)
+    user = await find_user(session, username)
+    if not await passwords.verify(user.password_hash if user else None, password):
+        await throttle.record_failure(username, address)
+        raise LoginRefused
+    assert user is not None
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = await passwords.hash(password)
+        await session.commit()
+    await throttle.record_success(username, address)
+    return user

@@ -1,0 +1,239 @@
+"""HTTP routes of the users service: the book's contract plus OAuth2, JWKS, me and sign-up."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi.security import OAuth2PasswordRequestForm
+from mythoughts_auth import CurrentUser
+from servicekit import SessionDep, body_openapi, form_or_json
+from servicekit.problems import problem_openapi_response, problem_response
+
+from users_service.accounts import (
+    LoginRefused,
+    Throttled,
+    UsernameTaken,
+    check_login,
+    create_user,
+    delete_user,
+    find_user,
+)
+from users_service.passwords import Passwords
+from users_service.schemas import (
+    Credentials,
+    Features,
+    LoginOut,
+    SignUp,
+    TokenOut,
+    UserCreate,
+    UserOut,
+)
+from users_service.settings import UsersSettings
+from users_service.signing import SigningKeys
+from users_service.throttle import LoginThrottle
+
+
+def get_settings(request: Request) -> UsersSettings:
+    settings: UsersSettings = request.app.state.settings
+    return settings
+
+
+def get_passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+def get_throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle = request.app.state.throttle
+    return throttle
+
+
+def get_signing_keys(request: Request) -> SigningKeys:
+    keys: SigningKeys = request.app.state.signing_keys
+    return keys
+
+
+SettingsDep = Annotated[UsersSettings, Depends(get_settings)]
+PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
+ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
+SigningKeysDep = Annotated[SigningKeys, Depends(get_signing_keys)]
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: problem_openapi_response("Wrong username or password")
+}
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: problem_openapi_response("Too many failed logins; see Retry-After")
+}
+
+api = APIRouter(tags=["api"])
+admin = APIRouter(prefix="/admin", tags=["admin (internal)"])
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _login(
+    request: Request,
+    session: SessionDep,
+    passwords: Passwords,
+    throttle: LoginThrottle,
+    keys: SigningKeys,
+    settings: UsersSettings,
+    credentials: Credentials,
+) -> str:
+    try:
+        user = await check_login(
+            session,
+            passwords,
+            throttle,
+            username=credentials.username,
+            password=credentials.password,
+            address=_client_address(request),
+        )
+    except Throttled as exc:
+        raise HTTPException(
+            429,
+            f"too many failed logins; try again in {exc.retry_after} seconds",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    except LoginRefused:
+        raise HTTPException(401, "wrong username or password") from None
+    return keys.issue(
+        user.username,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.token_ttl_seconds,
+    )
+
+
+@api.post(
+    "/api/login/",
+    summary="Log in (the book's endpoint): form-encoded or JSON username and password",
+    openapi_extra=body_openapi(Credentials),
+    responses={**UNAUTHORIZED, **THROTTLED},
+)
+async def login(
+    request: Request,
+    session: SessionDep,
+    passwords: PasswordsDep,
+    throttle: ThrottleDep,
+    keys: SigningKeysDep,
+    settings: SettingsDep,
+    credentials: Annotated[Credentials, Depends(form_or_json(Credentials))],
+) -> LoginOut:
+    token = await _login(request, session, passwords, throttle, keys, settings, credentials)
+    return LoginOut(Authorized=f"Bearer {token}")
+
+
+@api.post(
+    "/api/token",
+    summary="OAuth2 password grant (RFC 6749 §4.3), for standard clients and the docs",
+    responses={
+        400: problem_openapi_response("Unsupported grant type or wrong credentials"),
+        **THROTTLED,
+    },
+)
+async def oauth2_token(
+    request: Request,
+    session: SessionDep,
+    passwords: PasswordsDep,
+    throttle: ThrottleDep,
+    keys: SigningKeysDep,
+    settings: SettingsDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> Any:
+    if form.grant_type not in (None, "password"):
+        return problem_response(
+            400, "only grant_type=password is supported", error="unsupported_grant_type"
+        )
+    credentials = Credentials.model_construct(username=form.username, password=form.password)
+    try:
+        token = await _login(request, session, passwords, throttle, keys, settings, credentials)
+    except HTTPException as exc:
+        if exc.status_code != 401:
+            raise
+        return problem_response(400, "wrong username or password", error="invalid_grant")
+    return TokenOut(access_token=token, expires_in=settings.token_ttl_seconds)
+
+
+@api.get("/.well-known/jwks.json", summary="The public keys that verify our tokens (JWKS)")
+async def jwks(keys: SigningKeysDep, response: Response) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return keys.jwks()
+
+
+@api.get(
+    "/api/me/",
+    summary="The logged-in user",
+    responses={401: problem_openapi_response("Missing or invalid token")},
+)
+async def me(username: CurrentUser, session: SessionDep) -> UserOut:
+    user = await find_user(session, username)
+    if user is None:
+        raise HTTPException(401, "the account of this token no longer exists")
+    return UserOut.model_validate(user)
+
+
+@api.get("/api/features/", summary="Which optional features this server has enabled")
+async def features(settings: SettingsDep) -> Features:
+    return Features(signup=settings.signup_enabled)
+
+
+@api.post(
+    "/api/users/",
+    status_code=201,
+    summary="Sign up (only when SIGNUP_ENABLED)",
+    openapi_extra=body_openapi(SignUp),
+    responses={
+        403: problem_openapi_response("Sign-up is disabled on this server"),
+        409: problem_openapi_response("The username is taken"),
+    },
+)
+async def sign_up(
+    session: SessionDep,
+    passwords: PasswordsDep,
+    settings: SettingsDep,
+    new_user: Annotated[SignUp, Depends(form_or_json(SignUp))],
+) -> UserOut:
+    if not settings.signup_enabled:
+        raise HTTPException(403, "sign-up is disabled on this server")
+    return await _create(session, passwords, new_user)
+
+
+async def _create(session: SessionDep, passwords: Passwords, new_user: UserCreate) -> UserOut:
+    try:
+        user = await create_user(session, passwords, new_user.username, new_user.password)
+    except UsernameTaken:
+        raise HTTPException(409, f"the username {new_user.username!r} is taken") from None
+    return UserOut.model_validate(user)
+
+
+@admin.post(
+    "/users/",
+    status_code=201,
+    summary="Create a user (internal)",
+    openapi_extra=body_openapi(UserCreate),
+    responses={409: problem_openapi_response("The username is taken")},
+)
+async def admin_create_user(
+    session: SessionDep,
+    passwords: PasswordsDep,
+    new_user: Annotated[UserCreate, Depends(form_or_json(UserCreate))],
+) -> UserOut:
+    return await _create(session, passwords, new_user)
+
+
+@admin.delete(
+    "/users/{user_id}/",
+    status_code=204,
+    summary="Delete a user (internal)",
+    responses={404: problem_openapi_response("No such user")},
+)
+async def admin_delete_user(
+    session: SessionDep, user_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> Response:
+    if not await delete_user(session, user_id):
+        raise HTTPException(404, f"no user with id {user_id}")
+    return Response(status_code=204)

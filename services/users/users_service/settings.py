@@ -1,0 +1,36 @@
+"""Configuration of the users service, from the environment (see servicekit.settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from servicekit.settings import ServiceSettings
+
+
+class UsersSettings(ServiceSettings):
+    service_name: str = "users"
+    port: int = Field(default=8001, ge=1, le=65535)
+    database_url: str = "sqlite+aiosqlite:///var/users.db"
+
+    # Signing keys: a folder of `<kid>.key.pem` (private, can sign) and `<kid>.pub.pem` (public
+    # only: a retired key whose tokens are still valid). Every key is published in the JWKS.
+    jwt_keys_dir: Path = Path("var/keys")
+    # Which key signs new tokens; may be left empty when the folder holds exactly one private key.
+    jwt_signing_kid: str | None = None
+    jwt_issuer: str = "mythoughts-users"
+    jwt_audience: str = "mythoughts"
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    signup_enabled: bool = False
+
+    # Failed-login throttling (successful logins are never counted).
+    login_failure_window_seconds: int = Field(default=900, ge=1, le=86400)
+    login_max_failures_per_username: int = Field(default=5, ge=1, le=10_000)
+    login_max_failures_per_address: int = Field(default=50, ge=1, le=100_000)
+    redis_url: str | None = None
+
+    # argon2id cost; the defaults follow argon2-cffi's (RFC 9106 low-memory profile).
+    argon2_time_cost: int = Field(default=3, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
+    argon2_parallelism: int = Field(default=4, ge=1, le=64)
