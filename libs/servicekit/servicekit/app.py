@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from servicekit.db import Database
@@ -89,7 +89,7 @@ def _ops_router() -> APIRouter:
                     checks["migrations"] = "ok"
         if not ready:
             return problem_response(503, "not ready", checks=checks)
-        return ORJSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", "checks": checks})
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(request: Request) -> Response:
@@ -133,7 +133,6 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
         description=spec.description,
         version=version.version,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.version = version

@@ -54,6 +54,8 @@ def configure_logging(service: str, version: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log is replaced by ours (which knows the route template and request id).
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every outgoing request at INFO; our access logs already tell that story.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "granian"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

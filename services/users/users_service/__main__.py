@@ -18,7 +18,6 @@ from servicekit.db import Database
 from servicekit.migrations import upgrade
 from servicekit.server import serve
 from servicekit.settings import load_settings
-
 from users_service.accounts import UsernameTaken, create_user
 from users_service.main import MIGRATIONS_DIR
 from users_service.passwords import Passwords

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from mythoughts_auth import StaticKeySource, TokenVerifier
 from servicekit import ServiceSpec, create_service_app, load_settings
-
 from users_service import __version__
 from users_service.passwords import Passwords
 from users_service.routes import admin, api

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
+
 from mythoughts_auth import CurrentUser
 from servicekit import SessionDep, body_openapi, form_or_json
 from servicekit.problems import problem_openapi_response, problem_response
-
 from users_service.accounts import (
     LoginRefused,
     Throttled,

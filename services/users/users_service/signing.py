@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from mythoughts_auth import ALGORITHM, KeySet, public_jwk
 from servicekit.settings import ConfigError
 

@@ -1,0 +1,33 @@
+"""Verification of MyThoughts access tokens (RS256 JWTs issued by the users service).
+
+Signing is deliberately absent: only the users service holds private keys.
+"""
+
+from mythoughts_auth.algorithm import ALGORITHM
+from mythoughts_auth.dependencies import (
+    CurrentUser,
+    OptionalUser,
+    current_username,
+    optional_username,
+    parse_bearer,
+)
+from mythoughts_auth.keys import KeySet, public_jwk
+from mythoughts_auth.sources import JWKSKeySource, KeySource, StaticKeySource
+from mythoughts_auth.verify import InvalidToken, TokenVerifier, VerifiedToken
+
+__all__ = [
+    "ALGORITHM",
+    "CurrentUser",
+    "InvalidToken",
+    "JWKSKeySource",
+    "KeySet",
+    "KeySource",
+    "OptionalUser",
+    "StaticKeySource",
+    "TokenVerifier",
+    "VerifiedToken",
+    "current_username",
+    "optional_username",
+    "parse_bearer",
+    "public_jwk",
+]

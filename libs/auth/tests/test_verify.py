@@ -1,0 +1,186 @@
+"""TokenVerifier: what it accepts, and the exact reason for everything it refuses."""
+
+import time
+
+import pytest
+
+from mythoughts_auth import InvalidToken, KeySet, StaticKeySource, TokenVerifier, VerifiedToken
+
+
+async def test_valid_token_gives_the_username(verifier, tokens):
+    verified = await verifier.verify(tokens.sign())
+
+    assert isinstance(verified, VerifiedToken)
+    assert verified.username == "Mary O'Neil"
+    assert verified.claims["iss"] == tokens.issuer
+    assert verified.claims["aud"] == tokens.audience
+
+
+async def test_rotation_accepts_tokens_signed_by_either_key(verifier, tokens):
+    old = await verifier.verify(tokens.sign(tokens.claims(username="old key"), kid="key-2024"))
+    new = await verifier.verify(tokens.sign(tokens.claims(username="new key"), kid="key-2025"))
+
+    assert (old.username, new.username) == ("old key", "new key")
+
+
+async def test_token_signed_by_a_key_outside_the_set_is_refused(verifier, tokens):
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(tokens.sign(kid="stranger"))
+
+    assert excinfo.value.reason == "unknown signing key"
+
+
+async def test_foreign_key_claiming_a_trusted_kid_fails_the_signature(verifier, tokens):
+    token = tokens.sign(kid="key-2024", signing_kid="stranger")
+
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(token)
+
+    assert excinfo.value.reason == "signature verification failed"
+
+
+async def test_key_removed_from_the_set_is_no_longer_accepted(tokens):
+    only_new = KeySet({"key-2025": tokens.public_key("key-2025")})
+    verifier = TokenVerifier(
+        StaticKeySource(only_new), issuer=tokens.issuer, audience=tokens.audience
+    )
+
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(tokens.sign(kid="key-2024"))
+
+    assert excinfo.value.reason == "unknown signing key"
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        pytest.param(lambda t: "garbage", "malformed token", id="garbage"),
+        pytest.param(lambda t: t.unsigned(), "algorithm not allowed", id="alg-none"),
+        pytest.param(
+            lambda t: t.hs256_with_public_pem(), "algorithm not allowed", id="hs256-key-confusion"
+        ),
+        pytest.param(
+            lambda t: t.tampered(username="admin"),
+            "signature verification failed",
+            id="tampered-payload",
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(exp=int(time.time()) - 3600)),
+            "token expired",
+            id="expired",
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(nbf=int(time.time()) + 3600)),
+            "token not yet valid",
+            id="nbf-in-future",
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(iat=int(time.time()) + 3600, exp=int(time.time()) + 7200)),
+            "token issued in the future",
+            id="iat-in-future",
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(iat="yesterday")), "malformed iat claim", id="iat-not-number"
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(iss="https://evil.example")), "wrong issuer", id="issuer"
+        ),
+        pytest.param(lambda t: t.sign(t.claims(aud="other-system")), "wrong audience", id="aud"),
+        pytest.param(
+            lambda t: t.sign(kid="nope", signing_kid="key-2024"),
+            "unknown signing key",
+            id="unknown-kid",
+        ),
+        pytest.param(lambda t: t.sign(kid=None), "missing key id", id="missing-kid"),
+        pytest.param(
+            lambda t: t.sign(t.claims(without=("exp",))), "missing exp claim", id="missing-exp"
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(without=("iat",))), "missing iat claim", id="missing-iat"
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(without=("iss",))), "missing iss claim", id="missing-iss"
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(without=("aud",))), "missing aud claim", id="missing-aud"
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(without=("username",))),
+            "missing username claim",
+            id="missing-username",
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(username=42)),
+            "username claim must be a non-empty string",
+            id="username-not-string",
+        ),
+        pytest.param(
+            lambda t: t.sign(t.claims(username="")),
+            "username claim must be a non-empty string",
+            id="username-empty",
+        ),
+    ],
+)
+async def test_refused_tokens_give_their_reason(verifier, tokens, build, reason):
+    token = build(tokens)
+
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(token)
+
+    assert excinfo.value.reason == reason
+    assert str(excinfo.value) == reason
+    assert token not in str(excinfo.value)
+
+
+async def test_clock_skew_within_leeway_is_tolerated(verifier, tokens):
+    now = int(time.time())
+    token = tokens.sign(tokens.claims(iat=now + 20, nbf=now + 20, exp=now + 600))
+
+    assert (await verifier.verify(token)).username == "Mary O'Neil"
+
+
+async def test_recently_expired_token_within_leeway_is_accepted(verifier, tokens):
+    now = int(time.time())
+    token = tokens.sign(tokens.claims(iat=now - 600, exp=now - 10))
+
+    assert (await verifier.verify(token)).username == "Mary O'Neil"
+
+
+async def test_audience_list_containing_ours_is_accepted(verifier, tokens):
+    token = tokens.sign(tokens.claims(aud=["frontend", tokens.audience]))
+
+    assert (await verifier.verify(token)).username == "Mary O'Neil"
+
+
+async def test_unknown_kid_is_refused_before_any_signature_check(tokens):
+    class RecordingSource:
+        def __init__(self):
+            self.asked = []
+
+        async def get(self, kid):
+            self.asked.append(kid)
+
+    source = RecordingSource()
+    verifier = TokenVerifier(source, issuer=tokens.issuer, audience=tokens.audience)
+
+    with pytest.raises(InvalidToken):
+        await verifier.verify(tokens.unsigned())
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(tokens.sign(kid="key-2024"))
+
+    # alg "none" never reached the key source; the RS256 token did, and found nothing.
+    assert source.asked == ["key-2024"]
+    assert excinfo.value.reason == "unknown signing key"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"issuer": "", "audience": "a"}, id="empty-issuer"),
+        pytest.param({"issuer": "i", "audience": ""}, id="empty-audience"),
+        pytest.param({"issuer": "i", "audience": "a", "leeway_seconds": -1}, id="negative-leeway"),
+    ],
+)
+def test_verifier_refuses_bad_configuration(key_set, kwargs):
+    with pytest.raises(ValueError, match="must not be"):
+        TokenVerifier(StaticKeySource(key_set), **kwargs)

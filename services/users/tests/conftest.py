@@ -1,0 +1,114 @@
+"""Fixtures for the users service: a fresh migrated database per test, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from servicekit.testing import DatabaseFactory
+from users_service.main import MIGRATIONS_DIR, create_app
+from users_service.settings import UsersSettings
+from users_service.signing import generate_key
+
+# Cheap argon2 parameters keep the suite fast; production defaults are tested in test_passwords.
+FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A signing key generated at test time, never committed."""
+    path = tmp_path_factory.mktemp("keys")
+    generate_key(path, "test-key-1")
+    return path
+
+
+@pytest.fixture
+def database_url(database_factory: DatabaseFactory, db_backend: str) -> str:
+    return database_factory.fresh(db_backend, MIGRATIONS_DIR)
+
+
+@pytest.fixture
+def make_settings(database_url: str, keys_dir: Path) -> Callable[..., UsersSettings]:
+    def make(**overrides: Any) -> UsersSettings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "jwt_keys_dir": keys_dir,
+            "version_name": "0.1.0",
+            "version_sha": "test",
+            **FAST_ARGON2,
+        }
+        values.update(overrides)
+        return UsersSettings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def start_app() -> AsyncIterator[Callable[[UsersSettings], Any]]:
+    """Starts apps (lifespan included) and returns clients; everything is closed afterwards."""
+    managers: list[LifespanManager] = []
+    clients: list[httpx.AsyncClient] = []
+
+    async def start(settings: UsersSettings) -> httpx.AsyncClient:
+        app: FastAPI = create_app(settings)
+        manager = LifespanManager(app)
+        await manager.__aenter__()
+        managers.append(manager)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 1234)),
+            base_url="http://users.test",
+        )
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.aclose()
+    for manager in reversed(managers):
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def client(
+    start_app: Callable[[UsersSettings], Any], make_settings: Callable[..., UsersSettings]
+) -> httpx.AsyncClient:
+    result: httpx.AsyncClient = await start_app(make_settings())
+    return result
+
+
+class UsersApi:
+    """Small helpers over the HTTP API, so tests read like the contract."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def create(self, username: str, password: str) -> dict[str, Any]:
+        response = await self.client.post(
+            "/admin/users/", json={"username": username, "password": password}
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def login(self, username: str, password: str) -> httpx.Response:
+        return await self.client.post(
+            "/api/login/", data={"username": username, "password": password}
+        )
+
+    async def token(self, username: str, password: str) -> str:
+        response = await self.login(username, password)
+        assert response.status_code == 200, response.text
+        authorized: str = response.json()["Authorized"]
+        assert authorized.startswith("Bearer ")
+        return authorized.removeprefix("Bearer ")
+
+
+@pytest.fixture
+def users(client: httpx.AsyncClient) -> UsersApi:
+    return UsersApi(client)
