@@ -87,6 +87,7 @@ async def test_duplicate_username_is_409_and_keeps_the_first(
         ({"username": "   ", "password": "pw"}, "username"),
         ({"username": "a" * 51, "password": "pw"}, "username"),
         ({"username": "tab\there", "password": "pw"}, "username"),
+        ({"username": "bell\x07", "password": "pw"}, "username"),
         ({"username": "bruce", "password": ""}, "password"),
         ({"username": ["list"], "password": "pw"}, "username"),
     ],

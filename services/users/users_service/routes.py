@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Response
+from fastapi.security import OAuth2PasswordBearer
 
 from mythoughts_auth import CurrentUser
 from servicekit import SessionDep, body_openapi, form_or_json
@@ -26,6 +26,7 @@ from users_service.schemas import (
     LoginOut,
     SignUp,
     TokenOut,
+    TokenRequest,
     UserCreate,
     UserOut,
 )
@@ -142,12 +143,8 @@ async def oauth2_token(
     throttle: ThrottleDep,
     keys: SigningKeysDep,
     settings: SettingsDep,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenRequest, Form()],
 ) -> Any:
-    if form.grant_type not in (None, "password"):
-        return problem_response(
-            400, "only grant_type=password is supported", error="unsupported_grant_type"
-        )
     credentials = Credentials.model_construct(username=form.username, password=form.password)
     try:
         token = await _login(request, session, passwords, throttle, keys, settings, credentials)
@@ -164,9 +161,15 @@ async def jwks(keys: SigningKeysDep, response: Response) -> dict[str, Any]:
     return keys.jwks()
 
 
+# Only there so that the interactive docs offer "Authorize" with a username and password;
+# verification itself is the token library's CurrentUser.
+_docs_login = OAuth2PasswordBearer(tokenUrl="/api/token", auto_error=False)
+
+
 @api.get(
     "/api/me/",
     summary="The logged-in user",
+    dependencies=[Depends(_docs_login)],
     responses={401: problem_openapi_response("Missing or invalid token")},
 )
 async def me(username: CurrentUser, session: SessionDep) -> UserOut:
