@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := libs/servicekit libs/auth services/users
+PACKAGES := libs/servicekit libs/auth services/users services/thoughts services/frontend devtools
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
 .PHONY: run test lint typecheck pytest venv migrate clean
@@ -27,7 +27,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth services/users/users_service
+	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth services/users/users_service \
+		services/frontend/frontend_service devtools/devtools
 
 pytest: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from servicekit.db import Database
-from servicekit.dependencies import check_dependencies, parse_dependencies
+from servicekit.dependencies import DependencyError, check_dependencies, parse_dependencies
 from servicekit.http import create_http_client
 from servicekit.lifecycle import is_shutting_down
 from servicekit.logs import configure_logging
@@ -112,9 +112,14 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if dependencies:
-            await check_dependencies(
-                dependencies, app.state.http, wait_seconds=settings.dependency_wait_seconds
-            )
+            try:
+                await check_dependencies(
+                    dependencies, app.state.http, wait_seconds=settings.dependency_wait_seconds
+                )
+            except DependencyError as exc:
+                # The server logs the failed start-up as a traceback; say why in one line first.
+                log.critical("refusing to start: %s", exc)
+                raise
         for hook in spec.on_startup:
             await hook(app)
         log.info("%s %s started", settings.service_name, version.version)

@@ -48,6 +48,9 @@ def form_or_json(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         data: Any
         if content_type in FORM_TYPES:
+            # Read first (request.form() reuses the cached body): forms get the size limit too.
+            if len(await request.body()) > MAX_BODY_BYTES:
+                raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
             try:
                 form = await request.form(max_files=0, max_fields=32)
             except Exception as exc:  # malformed multipart bodies raise parser-specific errors

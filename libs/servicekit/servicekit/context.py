@@ -20,7 +20,8 @@ def new_request_id() -> str:
 
 def accept_request_id(candidate: str | None) -> str:
     """Keeps a caller's request id when it is safe, otherwise makes a new one."""
-    if candidate and _VALID_REQUEST_ID.match(candidate):
+    # fullmatch: with match(), `$` also matches before a trailing newline ("id\n" passed).
+    if candidate and _VALID_REQUEST_ID.fullmatch(candidate):
         return candidate
     return new_request_id()
 

@@ -48,7 +48,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
+            engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
+        else:
+            # In memory, SQLAlchemy keeps one shared connection (StaticPool), which takes no sizes.
+            engine = create_async_engine(parsed)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

@@ -36,9 +36,18 @@ def parse_dependencies(spec: str) -> list[Dependency]:
     for raw in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, rest = raw.partition("=")
         url, sep2, minimum = rest.partition(">=")
-        if not (sep and sep2 and name and url and minimum):
+        name, url, minimum = name.strip(), url.strip().rstrip("/"), minimum.strip()
+        # A URL without http(s):// would only fail after the whole wait, and a minimum without a
+        # number (version_tuple() == ()) would let every version pass.
+        if not (
+            sep
+            and sep2
+            and name
+            and url.startswith(("http://", "https://"))
+            and version_tuple(minimum)
+        ):
             raise ValueError(f"dependency {raw!r} must look like name=http://host:port>=1.0")
-        result.append(Dependency(name.strip(), url.strip().rstrip("/"), minimum.strip()))
+        result.append(Dependency(name, url, minimum))
     return result
 
 

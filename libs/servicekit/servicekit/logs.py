@@ -56,6 +56,8 @@ def configure_logging(service: str, version: str, level: str = "INFO") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # httpx logs every outgoing request at INFO; our access logs already tell that story.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic logs two INFO lines each time /readyz reads the current revision.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "granian"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

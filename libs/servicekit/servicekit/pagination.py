@@ -85,7 +85,7 @@ def encode_cursor(key: int) -> str:
 
 def decode_cursor(cursor: str) -> int:
     """The key a cursor stands for; ValueError with a readable reason when it is not a cursor."""
-    if not _CURSOR.match(cursor):
+    if not _CURSOR.fullmatch(cursor):  # match(): `$` also matches before a final "\n"
         raise ValueError("not a page cursor: use the cursor of the previous page's Link header")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=")
@@ -118,7 +118,8 @@ OrderParam = Annotated[
 CursorParam = Annotated[
     str | None,
     Query(
-        pattern=CURSOR_PATTERN,
+        # In the schema only: a mismatch is reported by page_request with a readable reason.
+        json_schema_extra={"pattern": CURSOR_PATTERN},
         description=(
             "Opaque position to continue from, copied from the previous page's "
             '`Link: <...>; rel="next"` header.'
@@ -157,7 +158,9 @@ def paginate(rows: Sequence[T], page: PageRequest, key: Callable[[T], int]) -> P
 
 def next_page_url(request: Request, cursor: str) -> str:
     """The request's own path and query, with `cursor` replaced: a path-absolute reference."""
-    params = [(name, value) for name, value in request.query_params.multi_items() if name != "cursor"]
+    params = [
+        (name, value) for name, value in request.query_params.multi_items() if name != "cursor"
+    ]
     params.append(("cursor", cursor))
     return f"{quote(request.url.path)}?{urlencode(params)}"
 

@@ -8,6 +8,7 @@ finishes the requests in flight.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from types import FrameType
 
@@ -24,18 +25,26 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit or self.drain_seconds <= 0:
             begin_shutdown()
-            super().handle_exit(sig, frame)
+            self._stop(sig)
             return
         if not getattr(self, "_draining", False):
             self._draining = True
             begin_shutdown()
             log.info("shutdown requested; draining for %.1fs", self.drain_seconds)
-            timer = threading.Timer(self.drain_seconds, super().handle_exit, (sig, frame))
+            timer = threading.Timer(self.drain_seconds, self._stop, (signal.SIGTERM,))
             timer.daemon = True
             timer.start()
         else:
             # A second signal while draining means "now".
-            super().handle_exit(sig, frame)
+            self._stop(sig)
+
+    def _stop(self, sig: int) -> None:
+        # uvicorn's handle_exit, minus recording the signal: uvicorn re-raises recorded signals
+        # once it has shut down, so a graceful stop would end "killed by SIGTERM" (143), not 0.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
 
 def serve(

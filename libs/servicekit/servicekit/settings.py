@@ -14,7 +14,12 @@ from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 
 class ConfigError(SystemExit):
@@ -98,3 +103,6 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
         raise ConfigError(
             f"configuration error in {settings_cls.__name__}:\n" + "\n".join(problems)
         ) from None
+    except SettingsError as exc:
+        # A list/dict setting whose value is not JSON fails before validation, as SettingsError.
+        raise ConfigError(f"configuration error in {settings_cls.__name__}:\n  {exc}") from None

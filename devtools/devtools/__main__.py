@@ -1,0 +1,73 @@
+"""The developer command line of MyThoughts.
+
+python -m devtools run                 # the whole system locally (what `make run` does)
+python -m devtools seed                # (re)seed the demo users of a running system
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from devtools.run import default_var_dir, run
+from devtools.seed import seed_demo
+from devtools.stack import Ports, Stack
+
+
+def _add_system_options(parser: argparse.ArgumentParser) -> None:
+    defaults = Ports()
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=None,
+        help="folder for keys, secrets and SQLite databases (default: ./var)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    parser.add_argument("--thoughts-port", type=int, default=defaults.thoughts)
+    parser.add_argument("--users-port", type=int, default=defaults.users)
+    parser.add_argument("--frontend-port", type=int, default=defaults.frontend)
+
+
+def _stack(args: argparse.Namespace) -> Stack:
+    return Stack(
+        var_dir=(args.var_dir or default_var_dir()).resolve(),
+        ports=Ports(args.thoughts_port, args.users_port, args.frontend_port),
+        host=args.host,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools", description="The developer command line of MyThoughts."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_parser = commands.add_parser(
+        "run",
+        help="run the whole system locally on SQLite (keys, migrations, demo data, all services)",
+    )
+    _add_system_options(run_parser)
+    run_parser.add_argument("--no-seed", action="store_true", help="do not create the demo users")
+    run_parser.add_argument(
+        "--json-logs", action="store_true", help="show the services' JSON log lines untouched"
+    )
+
+    seed_parser = commands.add_parser("seed", help="create the demo users of a running system")
+    _add_system_options(seed_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stack = _stack(args)
+    if args.command == "run":
+        return run(stack, seed=not args.no_seed, json_logs=args.json_logs)
+    if args.command == "seed":
+        seed_demo(stack.url(stack.ports.users), stack.url(stack.ports.thoughts))
+        return 0
+    raise AssertionError(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

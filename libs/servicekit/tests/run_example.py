@@ -1,0 +1,18 @@
+"""Runs the example service as a real process, the way every service's `serve` command does.
+
+python run_example.py PORT DRAIN_SECONDS   (settings such as DATABASE_URL from the environment)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from servicekit.server import serve
+
+if __name__ == "__main__":
+    serve(
+        "example_service:create_app",
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        drain_seconds=float(sys.argv[2]),
+    )

@@ -1,0 +1,257 @@
+"""RFC 9457 problem+json errors, 400 validation errors naming fields, and form-or-JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from servicekit.bodies import MAX_BODY_BYTES
+
+PROBLEM = "application/problem+json"
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+async def test_an_unexpected_error_answers_500_problem_without_the_traceback(
+    start_app: Callable[..., Any],
+    make_settings: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = await start_app(make_settings())
+
+    response = await client.get("/boom", headers={"X-Request-ID": "trace-boom"})
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["x-request-id"] == "trace-boom"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": "an internal error occurred; quote the request id",
+        "request_id": "trace-boom",
+    }
+    for leak in ("Traceback", "kaboom", "RuntimeError", "example_service"):
+        assert leak not in response.text
+
+    errors = [entry for entry in json_lines(capsys.readouterr().out) if entry["level"] == "ERROR"]
+    assert len(errors) == 1
+    error = errors[0]
+    assert error["logger"] == "servicekit.errors"
+    assert error["message"] == "unhandled error on GET /boom"
+    assert error["request_id"] == "trace-boom"
+    assert error["traceback"].startswith("Traceback (most recent call last):")
+    assert (
+        error["traceback"]
+        .rstrip()
+        .endswith("RuntimeError: kaboom: internal detail that must stay in the log")
+    )
+
+
+async def test_an_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/no/such/thing")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "Not Found",
+        "request_id": response.headers["x-request-id"],
+    }
+
+
+async def test_a_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/items/1")
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["allow"] == "GET"
+    assert response.json()["title"] == "Method Not Allowed"
+
+
+async def test_a_bad_path_parameter_is_a_400_naming_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/seven")
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["title"] == "Bad Request"
+    assert body["errors"] == [
+        {
+            "field": "item_id",
+            "message": "Input should be a valid integer, unable to parse string as an integer",
+        }
+    ]
+    assert body["detail"] == (
+        "item_id: Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({}, "text", "Field required"),
+        ({"text": ""}, "text", "String should have at least 1 character"),
+        ({"text": "x" * 51}, "text", "String should have at most 50 characters"),
+        ({"text": 5}, "text", "Input should be a valid string"),
+    ],
+)
+async def test_an_invalid_body_is_a_400_naming_the_field(
+    payload: dict[str, Any], field: str, message: str, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/notes", json=payload)
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"] == [{"field": field, "message": message}]
+
+
+async def test_form_or_json_accepts_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/notes", json={"text": "from json"})
+    assert (response.status_code, response.json()) == (201, {"text": "from json"})
+
+
+async def test_form_or_json_accepts_json_without_content_type(client: httpx.AsyncClient) -> None:
+    response = await client.post("/notes", content=b'{"text": "bare"}')
+    assert (response.status_code, response.json()) == (201, {"text": "bare"})
+
+
+async def test_form_or_json_accepts_a_urlencoded_form(client: httpx.AsyncClient) -> None:
+    response = await client.post("/notes", data={"text": "from a form"})
+    assert (response.status_code, response.json()) == (201, {"text": "from a form"})
+
+
+async def test_form_or_json_accepts_multipart_fields(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/notes", data={"text": "multipart"}, files={"upload": ("a.txt", b"file content")}
+    )
+    assert response.status_code == 400  # a file part is refused outright (max_files=0)
+    assert response.json()["detail"] == "the form body could not be parsed"
+
+    boundary = "kitboundary"
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\nparts\r\n'
+    response = await client.post(
+        "/notes",
+        content=f"{body}--{boundary}--\r\n".encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert (response.status_code, response.json()) == (201, {"text": "parts"})
+
+
+async def test_form_validation_errors_name_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/notes", data={"text": ""})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "text", "message": "String should have at least 1 character"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "detail"),
+    [
+        (
+            b'{"text": "unterminated"',
+            "application/json",
+            400,
+            "the body is not valid JSON: unexpected end of data: line 1 column 24 (char 23)",
+        ),
+        (b"\xff\xfe", "application/json", 400, None),
+        (b'["a", "list"]', "application/json", 400, "the JSON body must be an object"),
+        (b'"a string"', "application/json", 400, "the JSON body must be an object"),
+        (b"null", "application/json", 400, "the JSON body must be an object"),
+        (b"", "application/json", 400, "a request body is required (JSON or form-encoded)"),
+        (b"", "", 400, "a request body is required (JSON or form-encoded)"),
+        (
+            b"text=hi",
+            "text/plain",
+            415,
+            "send the body as application/json or application/x-www-form-urlencoded",
+        ),
+        (
+            b"<text>hi</text>",
+            "application/xml",
+            415,
+            "send the body as application/json or application/x-www-form-urlencoded",
+        ),
+    ],
+)
+async def test_form_or_json_refuses_unusable_bodies(
+    content: bytes,
+    content_type: str,
+    status: int,
+    detail: str | None,
+    client: httpx.AsyncClient,
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await client.post("/notes", content=content, headers=headers)
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    if detail is None:
+        assert body["detail"].startswith("the body is not valid JSON: ")
+    else:
+        assert body["detail"] == detail
+
+
+async def test_a_body_at_the_limit_is_read(client: httpx.AsyncClient) -> None:
+    padding = " " * (MAX_BODY_BYTES - len(b'{"text": "edge"}'))
+    content = b'{"text": "edge"}' + padding.encode()
+    assert len(content) == MAX_BODY_BYTES
+
+    response = await client.post(
+        "/notes", content=content, headers={"Content-Type": "application/json"}
+    )
+
+    assert (response.status_code, response.json()) == (201, {"text": "edge"})
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content"),
+    [
+        ("application/json", b'{"text": "big", "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'),
+        ("application/x-www-form-urlencoded", b"text=big&pad=" + b"x" * MAX_BODY_BYTES),
+        ("application/x-www-form-urlencoded", b"text=" + b"x" * (MAX_BODY_BYTES + 1)),
+    ],
+)
+async def test_an_oversized_body_is_413(
+    content_type: str, content: bytes, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/notes", content=content, headers={"Content-Type": content_type})
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["detail"] == f"the body is larger than {MAX_BODY_BYTES} bytes"
+
+
+async def test_openapi_documents_400_problems_and_never_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    schema = response.json()
+
+    assert response.status_code == 200
+    assert '"422"' not in response.text
+    assert "HTTPValidationError" not in response.text
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], (method, path)
+    item = schema["paths"]["/items/{item_id}"]["get"]["responses"]["400"]
+    assert item["description"] == "Invalid request"
+    problem_schema = item["content"][PROBLEM]["schema"]
+    assert problem_schema["required"] == ["type", "title", "status"]
+    assert "errors" in problem_schema["properties"]
+    notes = schema["paths"]["/notes"]["post"]
+    assert "400" in notes["responses"]
+    assert set(notes["requestBody"]["content"]) == {
+        "application/json",
+        "application/x-www-form-urlencoded",
+    }
+    body_schema = notes["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema["required"] == ["text"]

@@ -1,0 +1,114 @@
+"""X-Request-ID: accepted when safe, generated otherwise, forwarded on every outgoing call."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from servicekit.context import accept_request_id, request_id_var
+from servicekit.http import create_http_client
+
+GENERATED = re.compile(r"^[0-9a-f]{32}$")
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [
+        "3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f",
+        "abc-123_DEF.456:789+/=",
+        "x",
+        "a" * 128,
+    ],
+)
+async def test_a_valid_request_id_is_echoed(request_id: str, client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": request_id})
+    assert response.headers["x-request-id"] == request_id
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [
+        "a" * 129,
+        "has space",
+        "line\nbreak",
+        "trailing-newline\n",
+        "tab\there",
+        "bell\x07",
+        "semi;colon",
+        'quo"te',
+        "",
+    ],
+)
+async def test_an_unsafe_request_id_is_replaced(request_id: str, client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/7", headers={"X-Request-ID": request_id})
+
+    replaced = response.headers["x-request-id"]
+    assert replaced != request_id
+    assert GENERATED.match(replaced)
+
+
+@pytest.mark.parametrize("candidate", ["trailing-newline\n", "a" * 129, "nul\x00", "é"])
+def test_accept_request_id_rejects_what_could_inject(candidate: str) -> None:
+    accepted = accept_request_id(candidate)
+    assert accepted != candidate
+    assert GENERATED.match(accepted)
+
+
+async def test_a_missing_request_id_is_generated_per_request(client: httpx.AsyncClient) -> None:
+    first = await client.get("/items/1")
+    second = await client.get("/items/1")
+
+    assert GENERATED.match(first.headers["x-request-id"])
+    assert GENERATED.match(second.headers["x-request-id"])
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+async def test_the_http_client_forwards_the_incoming_request_id(
+    start_app: Callable[..., Any],
+    make_settings: Callable[..., Any],
+    live_server: Callable[..., str],
+) -> None:
+    downstream = live_server(service_name="downstream")
+    client = await start_app(make_settings(downstream_url=downstream))
+
+    response = await client.get("/call-downstream", headers={"X-Request-ID": "trace-fwd-1"})
+
+    assert response.status_code == 200
+    assert response.json() == {"downstream_received": "trace-fwd-1"}
+
+
+async def test_the_http_client_forwards_a_generated_request_id(
+    start_app: Callable[..., Any],
+    make_settings: Callable[..., Any],
+    live_server: Callable[..., str],
+) -> None:
+    downstream = live_server(service_name="downstream")
+    client = await start_app(make_settings(downstream_url=downstream))
+
+    response = await client.get("/call-downstream")
+
+    generated = response.headers["x-request-id"]
+    assert GENERATED.match(generated)
+    assert response.json() == {"downstream_received": generated}
+
+
+async def test_the_http_client_adds_nothing_outside_a_request_and_keeps_explicit_ids(
+    live_server: Callable[..., str],
+) -> None:
+    downstream = live_server(service_name="downstream")
+    async with create_http_client(base_url=downstream) as http:
+        outside = await http.get("/echo-request-id")
+        token = request_id_var.set("ctx-id-1")
+        try:
+            from_context = await http.get("/echo-request-id")
+            explicit = await http.get("/echo-request-id", headers={"X-Request-ID": "explicit-2"})
+        finally:
+            request_id_var.reset(token)
+
+    assert outside.json() == {"received": None}
+    assert from_context.json() == {"received": "ctx-id-1"}
+    assert explicit.json() == {"received": "explicit-2"}

@@ -1,0 +1,151 @@
+"""Graceful shutdown of a real server process on SIGTERM: readiness goes false first, the
+server keeps serving through the drain, in-flight requests finish, the process exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from servicekit.lifecycle import is_shutting_down
+from servicekit.server import DrainingServer
+from servicekit.testing import DatabaseFactory, ServiceProcess, free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def start_example(database_factory: DatabaseFactory, example: Any, tmp_path: Path) -> Iterator[Any]:
+    """Starts `run_example.py` (servicekit.server.serve) with a drain time, on a migrated DB."""
+    processes: list[ServiceProcess] = []
+    # Migrated here, not in the async test: Alembic's env runs its own event loop.
+    database_url = database_factory.fresh("sqlite", example.MIGRATIONS_DIR)
+
+    def start(drain_seconds: float) -> ServiceProcess:
+        port = free_port()
+        process = ServiceProcess(
+            name="example",
+            argv=[sys.executable, str(HERE / "run_example.py"), str(port), str(drain_seconds)],
+            env={"DATABASE_URL": database_url},
+            port=port,
+            log_path=tmp_path / f"example-{port}.log",
+        )
+        processes.append(process)
+        return process.start()
+
+    yield start
+    for process in processes:
+        process.stop()
+
+
+async def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(
+    start_example: Any,
+) -> None:
+    service = start_example(drain_seconds=1.0)
+    assert service.process is not None
+    async with (
+        httpx.AsyncClient(base_url=service.url, timeout=10) as slow_client,
+        httpx.AsyncClient(base_url=service.url, timeout=5) as probe,
+    ):
+        assert (await probe.get("/readyz")).status_code == 200
+        slow = asyncio.create_task(slow_client.get("/slow", params={"seconds": 1.5}))
+        await _wait_for_log(service, '"message":"slow request started"')
+
+        service.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        draining = await _wait_for_status(probe, "/readyz", 503)
+        # Still serving during the drain: the load balancer sees "not ready", not a refusal.
+        still_alive = await probe.get("/healthz")
+        slow_response = await slow
+
+    assert draining.headers["content-type"] == "application/problem+json"
+    assert draining.json()["checks"]["shutdown"] == "in progress"
+    assert still_alive.status_code == 200
+    assert slow_response.status_code == 200
+    assert slow_response.json() == {"slept": 1.5}
+    returncode = await asyncio.to_thread(service.process.wait, 5)
+    elapsed = time.monotonic() - signalled
+    assert returncode == 0, service.logs()
+    assert 1.0 <= elapsed < 5.0
+    assert '"message":"shutdown requested; draining for 1.0s"' in service.logs()
+
+
+def make_server(drain_seconds: float) -> DrainingServer:
+    server = DrainingServer(uvicorn.Config("unused:app", log_config=None))
+    server.drain_seconds = drain_seconds
+    return server
+
+
+def test_without_drain_a_signal_stops_at_once_and_will_exit_0() -> None:
+    server = make_server(0.0)
+
+    server.handle_exit(signal.SIGTERM, None)
+
+    assert is_shutting_down()
+    assert (server.should_exit, server.force_exit) == (True, False)
+    # uvicorn re-raises the signals it recorded once it has stopped: the process would then die
+    # "killed by SIGTERM" (exit 143) instead of exiting 0 after a graceful stop.
+    assert server._captured_signals == []
+
+
+def test_with_drain_readiness_goes_first_and_the_stop_follows() -> None:
+    server = make_server(0.3)
+
+    started = time.monotonic()
+    server.handle_exit(signal.SIGTERM, None)
+
+    assert is_shutting_down()
+    assert server.should_exit is False
+    while not server.should_exit:
+        assert time.monotonic() - started < 3.0, "the drain never ended"
+        time.sleep(0.01)
+    assert time.monotonic() - started >= 0.3
+    assert server.force_exit is False
+    assert server._captured_signals == []
+
+
+def test_a_second_signal_while_draining_stops_now() -> None:
+    server = make_server(30.0)
+
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.should_exit is False
+    server.handle_exit(signal.SIGTERM, None)
+
+    assert (server.should_exit, server.force_exit) == (True, False)
+
+
+def test_ctrl_c_once_stopping_forces_the_exit() -> None:
+    server = make_server(0.0)
+
+    server.handle_exit(signal.SIGINT, None)
+    assert (server.should_exit, server.force_exit) == (True, False)
+    server.handle_exit(signal.SIGINT, None)
+
+    assert server.force_exit is True
+
+
+async def _wait_for_log(service: ServiceProcess, text: str, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while text not in service.logs():
+        assert time.monotonic() < deadline, f"{text!r} never logged:\n{service.logs()}"
+        await asyncio.sleep(0.02)
+
+
+async def _wait_for_status(
+    client: httpx.AsyncClient, path: str, status: int, within: float = 1.0
+) -> httpx.Response:
+    deadline = time.monotonic() + within
+    while True:
+        response = await client.get(path)
+        if response.status_code == status:
+            return response
+        assert time.monotonic() < deadline, f"{path} still {response.status_code}"
+        await asyncio.sleep(0.02)

@@ -1,0 +1,291 @@
+"""The users and thoughts services, as this frontend sees them: plain HTTP clients of their APIs.
+
+Every call goes through the kit's HTTP client (`app.state.http`: timeouts, bounded retries, the
+request id forwarded as X-Request-ID). What can go wrong is turned into a few exceptions the pages
+know how to show:
+
+- `BackendUnavailable`: the service is down, slow or failing (5xx) -> the 503 page.
+- `SessionExpired`: the service refused our session token (401) -> back to the login page.
+- `FormError`: the service refused what the user typed -> the message next to the field.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+log = logging.getLogger("frontend.backends")
+
+USERS = "users"
+THOUGHTS = "thoughts"
+
+
+class BackendUnavailable(Exception):
+    def __init__(self, service: str, reason: str) -> None:
+        super().__init__(f"the {service} service {reason}")
+        self.service = service
+        self.reason = reason
+
+
+class SessionExpired(Exception):
+    """The session token was refused: expired, or signed with a key that was retired."""
+
+
+@dataclass
+class FormError(Exception):
+    """Messages for form fields ("" is the whole form), and Retry-After when throttled."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Thought:
+    id: int
+    username: str
+    text: str
+    timestamp: datetime
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Thought:
+        timestamp = datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00"))
+        if timestamp.tzinfo is None:
+            timestamp = timestamp.replace(tzinfo=UTC)
+        return cls(
+            id=int(data["id"]),
+            username=str(data["username"]),
+            text=str(data["text"]),
+            timestamp=timestamp.astimezone(UTC),
+        )
+
+
+@dataclass(frozen=True)
+class ThoughtPage:
+    thoughts: list[Thought]
+    # The opaque cursor of the next (older) page, from the `Link: <...>; rel="next"` header.
+    next_cursor: str | None
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _problem_fields(response: httpx.Response, default_field: str = "") -> dict[str, str]:
+    """An RFC 9457 problem body as {field: message}."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    fields: dict[str, str] = {}
+    if isinstance(body, dict):
+        for error in body.get("errors") or []:
+            if isinstance(error, dict) and error.get("message"):
+                fields.setdefault(str(error.get("field", default_field)), str(error["message"]))
+        if not fields and body.get("detail"):
+            fields[default_field] = str(body["detail"])
+    return fields or {default_field: f"the request was refused ({response.status_code})"}
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    try:
+        return max(1, int(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def next_cursor(response: httpx.Response, parameter: str) -> str | None:
+    """The cursor parameter of the RFC 8288 `rel="next"` link, if there is a next page."""
+    link = response.links.get("next")
+    if not link or not link.get("url"):
+        return None
+    values = parse_qs(urlsplit(link["url"]).query).get(parameter)
+    return values[0] if values else None
+
+
+class Backend:
+    """One backend service at a base URL, called through the shared client."""
+
+    def __init__(self, name: str, base_url: str, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.client = client
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self.client.request(method, f"{self.base_url}{path}", **kwargs)
+        except httpx.TimeoutException:
+            reason = "did not answer in time"
+        except httpx.TransportError as exc:
+            reason = f"could not be reached ({type(exc).__name__})"
+        else:
+            if response.status_code < 500:
+                return response
+            reason = f"failed (HTTP {response.status_code})"
+        log.warning(
+            "%s service unavailable: %s %s %s",
+            self.name,
+            method,
+            path,
+            reason,
+            extra={"backend": self.name},
+        )
+        raise BackendUnavailable(self.name, reason)
+
+    def unexpected(self, response: httpx.Response) -> BackendUnavailable:
+        """An answer our own correct call should never get: report the service as unavailable."""
+        log.warning(
+            "%s service answered %s %s with HTTP %d",
+            self.name,
+            response.request.method,
+            response.request.url.path,
+            response.status_code,
+            extra={"backend": self.name},
+        )
+        return BackendUnavailable(self.name, f"answered unexpectedly (HTTP {response.status_code})")
+
+
+class UsersClient(Backend):
+    def __init__(self, base_url: str, client: httpx.AsyncClient) -> None:
+        super().__init__(USERS, base_url, client)
+
+    async def login(self, username: str, password: str, client_address: str | None) -> str:
+        """The session token; FormError on wrong credentials or throttling."""
+        headers = {"X-Forwarded-For": client_address} if client_address else {}
+        response = await self.call(
+            "POST",
+            "/api/login/",
+            json={"username": username, "password": password},
+            headers=headers,
+        )
+        if response.status_code == 200:
+            authorized = str(response.json().get("Authorized", ""))
+            scheme, _, token = authorized.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise self.unexpected(response)
+            return token
+        if response.status_code == 401:
+            raise FormError({"password": "Wrong username or password."})
+        if response.status_code == 429:
+            wait = _retry_after(response)
+            raise FormError({"password": throttled_message(wait)}, retry_after=wait)
+        if response.status_code == 400:
+            raise FormError(_problem_fields(response))
+        raise self.unexpected(response)
+
+    async def me(self, token: str) -> str:
+        """The username of the session; SessionExpired when the token is refused."""
+        response = await self.call("GET", "/api/me/", headers=_bearer(token))
+        if response.status_code == 401:
+            raise SessionExpired
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        return str(response.json()["username"])
+
+    async def signup_enabled(self) -> bool:
+        response = await self.call("GET", "/api/features/")
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        return bool(response.json().get("signup", False))
+
+    async def sign_up(self, username: str, password: str) -> None:
+        response = await self.call(
+            "POST", "/api/users/", json={"username": username, "password": password}
+        )
+        if response.status_code == 201:
+            return
+        if response.status_code == 409:
+            raise FormError({"username": "That username is taken; choose another one."})
+        if response.status_code == 403:
+            raise FormError({"": "Sign-up is not available on this server."})
+        if response.status_code == 400:
+            raise FormError(_problem_fields(response))
+        raise self.unexpected(response)
+
+
+def throttled_message(wait: int | None) -> str:
+    if wait is None:
+        return "Too many failed logins. Wait a while before trying again."
+    if wait < 120:
+        return f"Too many failed logins. Try again in {wait} seconds."
+    return f"Too many failed logins. Try again in {(wait + 59) // 60} minutes."
+
+
+class ThoughtsClient(Backend):
+    # Query parameters of the thoughts API (design.md §2 plus pagination).
+    LIMIT = "limit"
+    CURSOR = "cursor"
+    SEARCH = "search"
+    ORDER = ("order", "desc")
+
+    def __init__(self, base_url: str, client: httpx.AsyncClient) -> None:
+        super().__init__(THOUGHTS, base_url, client)
+
+    def _page_params(self, limit: int, cursor: str | None) -> dict[str, str | int]:
+        params: dict[str, str | int] = {self.LIMIT: limit, self.ORDER[0]: self.ORDER[1]}
+        if cursor:
+            params[self.CURSOR] = cursor
+        return params
+
+    def _page(self, response: httpx.Response) -> ThoughtPage:
+        body = response.json()
+        items = body if isinstance(body, list) else body.get("items", [])
+        return ThoughtPage(
+            thoughts=[Thought.from_api(item) for item in items],
+            next_cursor=next_cursor(response, self.CURSOR),
+        )
+
+    async def mine(self, token: str, *, limit: int, cursor: str | None) -> ThoughtPage:
+        response = await self.call(
+            "GET",
+            "/api/me/thoughts/",
+            params=self._page_params(limit, cursor),
+            headers=_bearer(token),
+        )
+        if response.status_code == 401:
+            raise SessionExpired
+        if response.status_code == 400 and cursor:
+            raise FormError({"cursor": "That page link is no longer valid."})
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        return self._page(response)
+
+    async def search(self, query: str, *, limit: int, cursor: str | None) -> ThoughtPage:
+        params = self._page_params(limit, cursor)
+        if query:
+            params[self.SEARCH] = query
+        response = await self.call("GET", "/api/thoughts/", params=params)
+        if response.status_code == 400:
+            raise FormError(_problem_fields(response, self.SEARCH))
+        if response.status_code != 200:
+            raise self.unexpected(response)
+        return self._page(response)
+
+    async def post(self, token: str, text: str) -> Thought:
+        response = await self.call(
+            "POST", "/api/me/thoughts/", json={"text": text}, headers=_bearer(token)
+        )
+        if response.status_code == 401:
+            raise SessionExpired
+        if response.status_code == 400:
+            raise FormError(_problem_fields(response, "text"))
+        if response.status_code != 201:
+            raise self.unexpected(response)
+        return Thought.from_api(response.json())
+
+    async def delete(self, token: str, thought_id: int) -> bool:
+        """True when deleted, False when it was not there (already deleted, or not ours)."""
+        response = await self.call(
+            "DELETE", f"/api/me/thoughts/{thought_id}/", headers=_bearer(token)
+        )
+        if response.status_code == 401:
+            raise SessionExpired
+        if response.status_code in (403, 404):
+            return False
+        if response.status_code not in (200, 204):
+            raise self.unexpected(response)
+        return True

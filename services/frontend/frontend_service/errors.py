@@ -1,0 +1,102 @@
+"""Error pages that help: what went wrong, what to do, and the request id to quote.
+
+Never a traceback: unexpected errors are logged by the kit's middleware with the request id that
+the page shows, so whoever reads the logs finds the one line that matters.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from frontend_service.backends import THOUGHTS, USERS, BackendUnavailable, SessionExpired
+from frontend_service.web import CsrfRejected, get_visit, login_url, redirect, render
+
+SERVICE_DESCRIPTIONS = {
+    USERS: "The accounts service (users), which handles logins,",
+    THOUGHTS: "The thoughts service, which stores and searches thoughts,",
+}
+
+
+def error_page(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    visit = get_visit(request)
+    visit.extra_headers.update(headers or {})
+    return render(
+        visit,
+        "error.html",
+        {
+            "status": status,
+            "title": title or HTTPStatus(status).phrase,
+            "message": message,
+            "hide_account": True,
+        },
+        status_code=status,
+    )
+
+
+async def backend_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BackendUnavailable)
+    what = SERVICE_DESCRIPTIONS.get(exc.service, f"The {exc.service} service")
+    return error_page(
+        request,
+        503,
+        f"{what} is unavailable right now: it {exc.reason}. "
+        "Nothing was changed. Please try again in a moment.",
+        title="Temporarily unavailable",
+        headers={"Retry-After": "10"},
+    )
+
+
+async def session_expired(request: Request, exc: Exception) -> Response:
+    visit = get_visit(request)
+    visit.log_out()
+    next_path = None
+    if request.method == "GET":
+        next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return redirect(visit, login_url(next_path), flash="session_expired")
+
+
+async def csrf_rejected(request: Request, exc: Exception) -> Response:
+    return error_page(
+        request,
+        403,
+        "This form could not be accepted: it has expired, or it was not sent from this site. "
+        "Go back, reload the page and try again. (Cookies must be enabled to use forms.)",
+        title="Form expired",
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    messages = {
+        404: "There is no page at this address.",
+        405: "This page cannot be used that way.",
+    }
+    message = messages.get(exc.status_code) or (
+        exc.detail if isinstance(exc.detail, str) else "The request could not be handled."
+    )
+    return error_page(request, exc.status_code, message, headers=dict(exc.headers or {}))
+
+
+async def invalid_request(request: Request, exc: Exception) -> Response:
+    return error_page(request, 400, "The address or form was not understood.")
+
+
+def install_error_pages(app: FastAPI) -> None:
+    """HTML error pages replace the kit's problem+json: this service's clients are browsers."""
+    app.add_exception_handler(BackendUnavailable, backend_unavailable)
+    app.add_exception_handler(SessionExpired, session_expired)
+    app.add_exception_handler(CsrfRejected, csrf_rejected)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)

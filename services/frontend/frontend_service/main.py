@@ -1,0 +1,46 @@
+"""The frontend app factory: `servicekit.server.serve("frontend_service.main:create_app")`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from frontend_service import __version__
+from frontend_service.csrf import CsrfSigner
+from frontend_service.errors import install_error_pages
+from frontend_service.headers import SecurityHeadersMiddleware
+from frontend_service.pages import router
+from frontend_service.settings import FrontendSettings
+from frontend_service.web import CookieNames
+from servicekit import ServiceSpec, create_service_app, load_settings
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+DESCRIPTION = """
+The MyThoughts web site: server-rendered pages for logging in, posting and deleting one's
+thoughts and searching everybody's. It owns no data: it calls the users and thoughts services
+over HTTP, like any other client.
+"""
+
+
+def create_app(settings: FrontendSettings | None = None) -> FastAPI:
+    settings = settings or load_settings(FrontendSettings)
+    app = create_service_app(
+        settings,
+        ServiceSpec(
+            title="Frontend",
+            description=DESCRIPTION,
+            package_version=__version__,
+            routers=[router],
+            extra_state={
+                "csrf_signer": CsrfSigner(settings.secret_key.get_secret_value()),
+                "cookie_names": CookieNames.for_site(settings.cookie_secure),
+            },
+        ),
+    )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_error_pages(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app

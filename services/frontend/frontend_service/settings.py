@@ -1,0 +1,69 @@
+"""Configuration of the frontend, from the environment (see servicekit.settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from servicekit.settings import ServiceSettings
+
+DEFAULT_USERS_URL = "http://127.0.0.1:8001"
+DEFAULT_THOUGHTS_URL = "http://127.0.0.1:8000"
+# The oldest backend versions whose API this frontend speaks (checked at start-up).
+MIN_USERS_VERSION = "0.1"
+MIN_THOUGHTS_VERSION = "0.1"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class FrontendSettings(ServiceSettings):
+    service_name: str = "frontend"
+    port: int = Field(default=8002, ge=1, le=65535)
+
+    users_url: str = DEFAULT_USERS_URL
+    thoughts_url: str = DEFAULT_THOUGHTS_URL
+
+    # Secure cookies are only sent over HTTPS: turn off for plain-HTTP local runs only.
+    cookie_secure: bool = True
+    # Signs the CSRF tokens. Give it as SECRET_KEY or, better, SECRET_KEY_FILE.
+    secret_key: SecretStr
+
+    # Thoughts per page on the home and search pages.
+    page_size: int = Field(default=20, ge=1, le=100)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        return value
+
+    @field_validator("users_url", "thoughts_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_dependencies(cls, data: Any) -> Any:
+        """Without DEPENDENCIES, check the users and thoughts services this frontend calls.
+
+        DEPENDENCIES="" (set but empty) turns the start-up check off.
+        """
+        if isinstance(data, dict) and "dependencies" not in data:
+            users = str(data.get("users_url", DEFAULT_USERS_URL)).strip().rstrip("/")
+            thoughts = str(data.get("thoughts_url", DEFAULT_THOUGHTS_URL)).strip().rstrip("/")
+            data = {
+                **data,
+                "dependencies": (
+                    f"users={users}>={MIN_USERS_VERSION},"
+                    f"thoughts={thoughts}>={MIN_THOUGHTS_VERSION}"
+                ),
+            }
+        return data

@@ -1,0 +1,122 @@
+"""Frontend tests: the app in-process, against the real users and thoughts services as processes.
+
+The backends are our own services, so they are never mocked: the session's local system
+(devtools.pytest_plugin: every service started with `python -m <service> serve` by the same code
+as `make run`). Each test gets fresh frontend apps; each test that logs in uses its own user.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from devtools.testing import LocalSystem
+from frontend_service.main import create_app
+from frontend_service.settings import FrontendSettings
+
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+StartFrontend = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture(scope="session")
+def backends(local_system: LocalSystem) -> LocalSystem:
+    """The real users and thoughts services (devtools.pytest_plugin), shared by the session."""
+    return local_system
+
+
+def make_settings(backends: LocalSystem, **overrides: Any) -> FrontendSettings:
+    values: dict[str, Any] = {
+        "users_url": backends.url("users"),
+        "thoughts_url": backends.url("thoughts"),
+        "cookie_secure": False,
+        "secret_key": SECRET,
+        "dependencies": "",
+        "version_name": "0.1.0",
+        "version_sha": "test",
+    }
+    values.update(overrides)
+    return FrontendSettings(**values)
+
+
+@pytest.fixture
+async def start_frontend(backends: LocalSystem) -> AsyncIterator[StartFrontend]:
+    """Starts frontend apps (lifespan included); `start(**settings)` returns a client."""
+    managers: list[LifespanManager] = []
+    clients: list[httpx.AsyncClient] = []
+
+    async def start(**overrides: Any) -> httpx.AsyncClient:
+        settings = make_settings(backends, **overrides)
+        manager = LifespanManager(create_app(settings))
+        await manager.__aenter__()
+        managers.append(manager)
+        scheme = "https" if settings.cookie_secure else "http"
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app, client=("203.0.113.9", 4321)),
+            base_url=f"{scheme}://frontend.test",
+        )
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.aclose()
+    for manager in reversed(managers):
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def frontend(start_frontend: StartFrontend) -> httpx.AsyncClient:
+    return await start_frontend()
+
+
+@pytest.fixture
+def user(backends: LocalSystem) -> tuple[str, str]:
+    """A fresh user (name, password), so tests never share thoughts or login throttling."""
+    username = f"user-{uuid.uuid4().hex[:10]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    backends.create_user(username, password)
+    return username, password
+
+
+class Forms:
+    """Submits forms the way a browser does: the CSRF token comes from the page with the form."""
+
+    @staticmethod
+    def csrf_token(html: str) -> str:
+        match = CSRF_INPUT.search(html)
+        assert match, "the page has no CSRF token"
+        return match.group(1)
+
+    @classmethod
+    async def submit(
+        cls, client: httpx.AsyncClient, page_url: str, action: str, data: dict[str, str]
+    ) -> httpx.Response:
+        page = await client.get(page_url)
+        assert page.status_code in (200, 400), page.text
+        return await client.post(action, data={**data, "csrf_token": cls.csrf_token(page.text)})
+
+    @classmethod
+    async def log_in(cls, client: httpx.AsyncClient, username: str, password: str) -> None:
+        response = await cls.submit(
+            client, "/login", "/login", {"username": username, "password": password}
+        )
+        assert response.status_code == 303, response.text
+
+
+@pytest.fixture
+def forms() -> type[Forms]:
+    return Forms
+
+
+@pytest.fixture
+def keys_dir(backends: LocalSystem) -> Path:
+    return backends.stack.keys_dir

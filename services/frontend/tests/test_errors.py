@@ -1,0 +1,127 @@
+"""Errors that help: 503 pages naming the missing service, expired sessions, no tracebacks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from servicekit.testing import free_port
+from users_service.signing import load_signing_keys
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    """A backend that accepts connections and then takes far too long to answer."""
+
+    def do_GET(self) -> None:
+        time.sleep(2)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_backend() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def assert_helpful_503(response, service_words: str) -> None:
+    assert response.status_code == 503
+    assert "text/html" in response.headers["content-type"]
+    assert service_words in response.text
+    request_id = response.headers["x-request-id"]
+    assert f"<code>{request_id}</code>" in response.text
+    assert "Traceback" not in response.text
+    assert 'File "' not in response.text
+
+
+async def test_a_stopped_thoughts_service_gives_a_503_page_with_the_request_id(
+    start_frontend, forms, user
+):
+    client = await start_frontend(thoughts_url=f"http://127.0.0.1:{free_port()}")
+    await forms.log_in(client, *user)
+    response = await client.get("/")
+    assert_helpful_503(response, "The thoughts service")
+    assert "could not be reached" in response.text
+    assert response.headers["retry-after"]
+    # Search needs thoughts too; the login page needs only users and still works.
+    assert_helpful_503(await client.get("/search?search=x"), "The thoughts service")
+    assert (await client.get("/login")).status_code == 200
+
+
+async def test_a_slow_backend_gives_a_503_page_in_bounded_time(start_frontend, slow_backend):
+    client = await start_frontend(users_url=slow_backend, http_timeout_seconds=0.3, http_retries=1)
+    started = time.monotonic()
+    response = await client.get("/login")
+    assert time.monotonic() - started < 1.9
+    assert_helpful_503(response, "The accounts service (users)")
+    assert "did not answer in time" in response.text
+
+
+async def test_a_quoted_request_id_is_the_one_in_the_page(start_frontend):
+    client = await start_frontend(users_url=f"http://127.0.0.1:{free_port()}")
+    response = await client.get("/login", headers={"X-Request-ID": "support-case-42"})
+    assert_helpful_503(response, "The accounts service")
+    assert "support-case-42" in response.text
+
+
+async def test_an_expired_session_goes_to_the_login_page_with_a_message(
+    frontend, forms, user, keys_dir
+):
+    await forms.log_in(frontend, *user)
+    # A token the users service really signed, but whose time is up.
+    expired = load_signing_keys(keys_dir, None).issue(
+        user[0], issuer="mythoughts-users", audience="mythoughts", ttl_seconds=-600
+    )
+    frontend.cookies.set("mt_session", expired, domain="frontend.test")
+    response = await frontend.get("/?cursor=AAAAAAAAAAE")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/%3Fcursor%3DAAAAAAAAAAE"
+    assert "mt_session=" in response.headers["set-cookie"]
+    login = await frontend.get(response.headers["location"])
+    assert "Your session has expired. Please log in again." in login.text
+    assert 'name="next" value="/?cursor=AAAAAAAAAAE"' in login.text
+    assert frontend.cookies.get("mt_session") is None
+
+
+async def test_an_expired_session_on_a_form_post_also_goes_to_login(
+    frontend, forms, user, keys_dir
+):
+    await forms.log_in(frontend, *user)
+    expired = load_signing_keys(keys_dir, None).issue(
+        user[0], issuer="mythoughts-users", audience="mythoughts", ttl_seconds=-600
+    )
+    # The token runs out while the page with the form is open: the form's CSRF token was made
+    # for the session cookie the browser still holds.
+    frontend.cookies.set("mt_session", expired, domain="frontend.test")
+    page = await frontend.get("/login")
+    response = await frontend.post(
+        "/thoughts/", data={"text": "too late", "csrf_token": forms.csrf_token(page.text)}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+    assert "Your session has expired" in (await frontend.get("/login")).text
+
+
+async def test_a_public_page_forgets_an_expired_session_quietly(frontend, forms, user, keys_dir):
+    expired = load_signing_keys(keys_dir, None).issue(
+        user[0], issuer="mythoughts-users", audience="mythoughts", ttl_seconds=-600
+    )
+    frontend.cookies.set("mt_session", expired, domain="frontend.test")
+    response = await frontend.get("/search")
+    assert response.status_code == 200
+    assert 'href="/login"' in response.text
+    assert frontend.cookies.get("mt_session") is None

@@ -1,0 +1,181 @@
+"""Fixtures for the thoughts service: a fresh migrated database per test (SQLite and PostgreSQL),
+the app in-process, and access tokens signed with a key generated for this test session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from servicekit.testing import DatabaseFactory
+from thoughts_service.main import MIGRATIONS_DIR, create_app
+from thoughts_service.models import Thought
+from thoughts_service.settings import ThoughtsSettings
+
+KID = "thoughts-test-key"
+ISSUER = "mythoughts-users"
+AUDIENCE = "mythoughts"
+
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> rsa.RSAPrivateKey:
+    """Generated at test time, never committed."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory, signing_key: rsa.RSAPrivateKey) -> Path:
+    path = tmp_path_factory.mktemp("public-keys")
+    (path / f"{KID}.pub.pem").write_bytes(
+        signing_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_token(signing_key: rsa.RSAPrivateKey) -> TokenFactory:
+    """`make_token("bruce")`; keyword arguments override claims, `key=`/`kid=` the signature."""
+
+    def make(
+        username: str,
+        *,
+        key: rsa.RSAPrivateKey | None = None,
+        kid: str = KID,
+        **claims: Any,
+    ) -> str:
+        now = int(time.time())
+        payload = {
+            "username": username,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 600,
+            **claims,
+        }
+        return jwt.encode(payload, key or signing_key, algorithm="RS256", headers={"kid": kid})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def auth(make_token: TokenFactory) -> Callable[[str], dict[str, str]]:
+    """`auth("bruce")`: the Authorization header of a valid token for bruce."""
+
+    def headers(username: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(username)}"}
+
+    return headers
+
+
+@pytest.fixture
+def database_url(database_factory: DatabaseFactory, db_backend: str) -> str:
+    return database_factory.fresh(db_backend, MIGRATIONS_DIR)
+
+
+@pytest.fixture
+def make_settings(database_url: str, keys_dir: Path) -> Callable[..., ThoughtsSettings]:
+    def make(**overrides: Any) -> ThoughtsSettings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "auth_public_keys_dir": keys_dir,
+            "version_name": "0.1.0",
+            "version_sha": "test",
+            "db_pool_size": 2,
+            **overrides,
+        }
+        return ThoughtsSettings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def app(make_settings: Callable[..., ThoughtsSettings]) -> AsyncIterator[FastAPI]:
+    application = create_app(make_settings())
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://thoughts.test"
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def count_rows(app: FastAPI) -> Callable[[], Any]:
+    """Rows in the table, read directly: what the API says is no evidence about storage."""
+
+    async def count() -> int:
+        async with app.state.db.sessionmaker() as session:
+            total: int = await session.scalar(select(func.count()).select_from(Thought))
+            return total
+
+    return count
+
+
+@pytest.fixture
+def post_thoughts(client: httpx.AsyncClient, auth: Callable[[str], dict[str, str]]) -> Any:
+    """`await post_thoughts("bruce", ["one", "two"])` -> the created thoughts."""
+
+    async def post(username: str, texts: list[str]) -> list[dict[str, Any]]:
+        created = []
+        for text in texts:
+            response = await client.post(
+                "/api/me/thoughts/", json={"text": text}, headers=auth(username)
+            )
+            assert response.status_code == 201, response.text
+            created.append(response.json())
+        return created
+
+    return post
+
+
+def _assert_problem(response: httpx.Response, status: int, field: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert isinstance(body.get("detail"), str), body
+    assert body["detail"], body
+    assert "Traceback" not in response.text
+    if field is not None:
+        fields = [error["field"] for error in body["errors"]]
+        assert field in fields, body
+        assert field in body["detail"]
+
+
+@pytest.fixture(scope="session")
+def assert_problem() -> Callable[..., None]:
+    """`assert_problem(response, 400, "text")`: an RFC 9457 problem with a readable detail that,
+    for validation errors, names the field."""
+    return _assert_problem
+
+
+@pytest.fixture
+def insert_thoughts(app: FastAPI) -> Callable[..., Any]:
+    """`await insert_thoughts([("bruce", "text"), ...])` -> ids: fast seeding, bypassing HTTP."""
+
+    async def insert(rows: list[tuple[str, str]]) -> list[int]:
+        async with app.state.db.sessionmaker() as session:
+            thoughts = [Thought(username=username, text=text) for username, text in rows]
+            session.add_all(thoughts)
+            await session.commit()
+            return [thought.id for thought in thoughts]
+
+    return insert

@@ -1,0 +1,28 @@
+"""Business metrics, registered beside the kit's HTTP metrics and served by the same /metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from servicekit.metrics import Metrics
+
+
+class ThoughtMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.created = metrics.counter("thoughts_created", "Thoughts posted.")
+        # strategy="index": answered by the trigram index; "scan": a query shorter than a
+        # trigram, answered by walking ids until a page is full. Many scans at scale are a sign
+        # that clients send very short queries.
+        self.searches = metrics.counter(
+            "thoughts_searches", "Searches run, by how they were answered.", ("strategy",)
+        )
+
+
+def get_thought_metrics(request: Request) -> ThoughtMetrics:
+    metrics: ThoughtMetrics = request.app.state.thought_metrics
+    return metrics
+
+
+ThoughtMetricsDep = Annotated[ThoughtMetrics, Depends(get_thought_metrics)]

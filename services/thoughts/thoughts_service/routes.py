@@ -1,0 +1,179 @@
+"""The HTTP API: the book's contract (design.md §2), plus pagination and deleting one's own.
+
+Lists are JSON arrays as in the book; paging travels in query parameters and the `Link` header
+(servicekit.pagination), so that the book's clients, which know neither, keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from pydantic import AfterValidator
+
+from mythoughts_auth import CurrentUser
+from servicekit.bodies import body_openapi, form_or_json
+from servicekit.pagination import (
+    LINK_HEADER_RESPONSE,
+    PageDep,
+    PageRequest,
+    paginate,
+    set_next_link,
+)
+from servicekit.problems import problem_openapi_response
+from thoughts_service.metrics import ThoughtMetricsDep
+from thoughts_service.models import USERNAME_MAX, Thought
+from thoughts_service.repository import Deletion, RepositoryDep, search_strategy
+from thoughts_service.schemas import ThoughtCreate, ThoughtOut
+
+api = APIRouter(tags=["thoughts"])
+admin = APIRouter(tags=["admin"])
+
+MAX_ID = 2**63 - 1  # ids are signed 64-bit on both databases
+SEARCH_MAX = 1000
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+ThoughtId = Annotated[int, Path(ge=1, le=MAX_ID, description="The thought's id.")]
+SearchParam = Annotated[
+    str | None,
+    Query(
+        max_length=SEARCH_MAX,
+        json_schema_extra={"pattern": "^[^\\x00]*$"},
+        description="Only thoughts whose text contains this, ignoring case (Unicode case "
+        "folding; every character, `%`, `_`, `*`, quotes, is literal). Empty: no filter.",
+    ),
+    AfterValidator(_no_nul),
+]
+NewThought = Annotated[ThoughtCreate, Depends(form_or_json(ThoughtCreate))]
+
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {401: problem_openapi_response("Missing, invalid or expired token")}
+NOT_FOUND: Responses = {404: problem_openapi_response("No thought has this id")}
+LIST_RESPONSES: Responses = {200: LINK_HEADER_RESPONSE}
+
+
+def _one_page(
+    rows: Sequence[Thought], page: PageRequest, request: Request, response: Response
+) -> list[ThoughtOut]:
+    result = paginate(rows, page, key=lambda thought: thought.id)
+    set_next_link(response, request, result)
+    return [ThoughtOut.model_validate(thought) for thought in result.items]
+
+
+@api.get(
+    "/api/me/thoughts/",
+    summary="List my thoughts",
+    responses={**LIST_RESPONSES, **UNAUTHORIZED},
+)
+async def list_my_thoughts(
+    username: CurrentUser,
+    page: PageDep,
+    thoughts: RepositoryDep,
+    request: Request,
+    response: Response,
+) -> list[ThoughtOut]:
+    rows = await thoughts.list_by_user(username, page)
+    return _one_page(rows, page, request, response)
+
+
+@api.post(
+    "/api/me/thoughts/",
+    summary="Post a thought as the token's user",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=body_openapi(ThoughtCreate),
+    responses={
+        **UNAUTHORIZED,
+        403: problem_openapi_response("The token's username cannot own thoughts"),
+        413: problem_openapi_response("The body is too large"),
+        415: problem_openapi_response("The body is neither JSON nor form-encoded"),
+    },
+)
+async def create_my_thought(
+    username: CurrentUser,
+    body: NewThought,
+    thoughts: RepositoryDep,
+    metrics: ThoughtMetricsDep,
+) -> ThoughtOut:
+    if len(username) > USERNAME_MAX or "\x00" in username:
+        # Only a users service with different rules could sign such a token; refuse clearly
+        # rather than fail in the database.
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"the token's username is not a valid username (1 to {USERNAME_MAX} characters)",
+        )
+    thought = await thoughts.create(username, body.text)
+    metrics.created.inc()
+    return ThoughtOut.model_validate(thought)
+
+
+@api.delete(
+    "/api/me/thoughts/{thought_id}/",
+    summary="Delete one of my thoughts",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        **UNAUTHORIZED,
+        403: problem_openapi_response("The thought belongs to someone else"),
+        **NOT_FOUND,
+    },
+)
+async def delete_my_thought(
+    username: CurrentUser, thought_id: ThoughtId, thoughts: RepositoryDep
+) -> Response:
+    outcome = await thoughts.delete_owned(thought_id, username)
+    if outcome is Deletion.NOT_FOUND:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"thought {thought_id} does not exist")
+    if outcome is Deletion.NOT_OWNER:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"thought {thought_id} belongs to another user"
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@api.get(
+    "/api/thoughts/",
+    summary="List or search everybody's thoughts",
+    responses=LIST_RESPONSES,
+)
+async def list_thoughts(
+    page: PageDep,
+    thoughts: RepositoryDep,
+    metrics: ThoughtMetricsDep,
+    request: Request,
+    response: Response,
+    search: SearchParam = None,
+) -> list[ThoughtOut]:
+    if search:
+        metrics.searches.labels(search_strategy(search).value).inc()
+        rows = await thoughts.search(search, page)
+    else:
+        rows = await thoughts.list_all(page)
+    return _one_page(rows, page, request, response)
+
+
+@api.get("/api/thoughts/{thought_id}/", summary="Get one thought", responses=NOT_FOUND)
+async def get_thought(thought_id: ThoughtId, thoughts: RepositoryDep) -> ThoughtOut:
+    thought = await thoughts.get(thought_id)
+    if thought is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"thought {thought_id} does not exist")
+    return ThoughtOut.model_validate(thought)
+
+
+@admin.delete(
+    "/admin/thoughts/{thought_id}/",
+    summary="Delete any thought (internal)",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=NOT_FOUND,
+)
+async def delete_thought(thought_id: ThoughtId, thoughts: RepositoryDep) -> Response:
+    if not await thoughts.delete(thought_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"thought {thought_id} does not exist")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,48 @@
+"""Configuration of the thoughts service, from the environment (see servicekit.settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from servicekit.settings import ServiceSettings
+
+
+class ThoughtsDatabaseSettings(ServiceSettings):
+    """What the database-only commands (migrate, load-synthetic) need: no keys, no pages."""
+
+    service_name: str = "thoughts"
+    port: int = Field(default=8000, ge=1, le=65535)
+    database_url: str = "sqlite+aiosqlite:///var/thoughts.db"
+
+
+class ThoughtsSettings(ThoughtsDatabaseSettings):
+    """Everything the server needs."""
+
+    # Where the public keys that verify access tokens come from: exactly one of
+    # - a folder of `<kid>.pub.pem` files (e.g. a mounted Secret; no network needed), or
+    # - the users service's JWKS URL (keys are fetched, cached and refreshed on rotation).
+    auth_public_keys_dir: Path | None = None
+    auth_jwks_url: str | None = None
+    jwt_issuer: str = "mythoughts-users"
+    jwt_audience: str = "mythoughts"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=600)
+
+    # Lists: `limit` defaults to page_size; larger limits are clamped to max_page_size.
+    page_size: int = Field(default=20, ge=1, le=1000)
+    max_page_size: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ThoughtsSettings:
+        if (self.auth_public_keys_dir is None) == (not self.auth_jwks_url):
+            raise ValueError(
+                "set exactly one of AUTH_PUBLIC_KEYS_DIR (a folder of <kid>.pub.pem files) or "
+                "AUTH_JWKS_URL (e.g. http://users:8001/.well-known/jwks.json) so that access "
+                "tokens can be verified"
+            )
+        if self.page_size > self.max_page_size:
+            raise ValueError(
+                f"PAGE_SIZE ({self.page_size}) must not exceed MAX_PAGE_SIZE ({self.max_page_size})"
+            )
+        return self
