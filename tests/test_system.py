@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 import httpx
@@ -97,10 +98,26 @@ def test_one_request_id_follows_a_click_through_every_service(system):
         (generated, {"frontend": "/search", "users": "/api/me/", "thoughts": "/api/thoughts/"}),
     ]:
         for service, route in expected.items():
-            records = [r for r in log_records(system.logs(service)) if r.get("request_id") == rid]
-            routes = {r.get("route") for r in records if r.get("logger") == "servicekit.access"}
-            assert route in routes, f"{service} has no access log line for {rid}: {records}"
+            records = access_records(system, service, rid, route)
+            assert records, f"{service} has no access log line for {route} with {rid}"
             assert all(r["service"] == service for r in records)
+
+
+def access_records(system, service: str, request_id: str, route: str) -> list[dict]:
+    """The service's access log lines for one request; a server writes its access line just
+    after sending the response, so give it a moment."""
+    deadline = time.monotonic() + 5
+    while True:
+        records = [
+            r
+            for r in log_records(system.logs(service))
+            if r.get("request_id") == request_id
+            and r.get("logger") == "servicekit.access"
+            and r.get("route") == route
+        ]
+        if records or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
 
 
 def test_tokens_never_reach_the_logs_or_urls(system):

@@ -10,15 +10,21 @@ one; a test that stops a service starts it again before it ends.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from devtools.seed import seed_demo
-from devtools.testing import LocalSystem
+if TYPE_CHECKING:
+    from devtools.testing import LocalSystem
 
 
 @pytest.fixture(scope="session")
 def local_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
+    # Imported here, not when pytest loads this plugin: servicekit.testing is a plugin of its own
+    # (root conftest.py) and must be imported by pytest first, so that its asserts are rewritten.
+    from devtools.seed import seed_demo
+    from devtools.testing import LocalSystem
+
     system = LocalSystem(tmp_path_factory.mktemp("local-system"))
     with system:
         seed_demo(system.url("users"), system.url("thoughts"), say=lambda _line: None)

@@ -64,11 +64,8 @@ class LocalSystem:
                 )
 
     def url(self, name: str) -> str:
-        return (
-            self.processes[name].url
-            if name in self.processes
-            else self.stack.url(getattr(self.stack.ports, name))
-        )
+        port: int = getattr(self.stack.ports, name)
+        return self.stack.url(port)
 
     def prepare(self) -> None:
         """What `Stack.prepare` does with the services' commands, done in this process: the

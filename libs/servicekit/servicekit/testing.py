@@ -119,7 +119,7 @@ class DatabaseFactory:
         # share checkpoints, so a session's hundred databases go in about a second, not minutes.
         names = list(reversed(self._created))
         self._created.clear()
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=16) as pool:
             list(
                 pool.map(
                     lambda name: _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),

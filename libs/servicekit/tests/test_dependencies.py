@@ -172,9 +172,9 @@ async def test_a_service_refuses_to_start_when_a_dependency_is_too_old(
 
 
 async def test_a_service_starts_when_its_dependencies_are_new_enough(
+    live_server: Callable[..., str],  # first: set up first, so it stops after the app
     start_app: Callable[..., Any],
     make_settings: Callable[..., Any],
-    live_server: Callable[..., str],
 ) -> None:
     users = live_server(version_name="1.0.1")
     client = await start_app(make_settings(dependencies=f"users={users}>=1.0"))

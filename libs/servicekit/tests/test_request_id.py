@@ -68,9 +68,9 @@ async def test_a_missing_request_id_is_generated_per_request(client: httpx.Async
 
 
 async def test_the_http_client_forwards_the_incoming_request_id(
+    live_server: Callable[..., str],  # first: set up first, so it stops after the app
     start_app: Callable[..., Any],
     make_settings: Callable[..., Any],
-    live_server: Callable[..., str],
 ) -> None:
     downstream = live_server(service_name="downstream")
     client = await start_app(make_settings(downstream_url=downstream))
@@ -82,9 +82,9 @@ async def test_the_http_client_forwards_the_incoming_request_id(
 
 
 async def test_the_http_client_forwards_a_generated_request_id(
+    live_server: Callable[..., str],  # first: set up first, so it stops after the app
     start_app: Callable[..., Any],
     make_settings: Callable[..., Any],
-    live_server: Callable[..., str],
 ) -> None:
     downstream = live_server(service_name="downstream")
     client = await start_app(make_settings(downstream_url=downstream))

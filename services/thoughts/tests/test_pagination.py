@@ -107,14 +107,14 @@ async def test_link_keeps_the_other_query_parameters(
     assert re.fullmatch(r"[A-Za-z0-9_-]{11}", query["cursor"][0])
 
 
-@pytest.mark.parametrize("order", ["asc", "desc"])
 async def test_cursor_continuation_in_both_orders(
-    client: httpx.AsyncClient, insert_thoughts: Any, order: str
+    client: httpx.AsyncClient, insert_thoughts: Any
 ) -> None:
     ids = await insert_thoughts([("bruce", f"thought {n}") for n in range(23)])
-    collected, sizes = await fetch_all(client, f"/api/thoughts/?limit=7&order={order}")
-    assert collected == (ids if order == "asc" else ids[::-1])
-    assert sizes == [7, 7, 7, 2]
+    for order, expected in (("asc", ids), ("desc", ids[::-1])):
+        collected, sizes = await fetch_all(client, f"/api/thoughts/?limit=7&order={order}")
+        assert collected == expected
+        assert sizes == [7, 7, 7, 2]
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
@@ -184,16 +184,22 @@ async def test_deleting_between_pages_neither_repeats_nor_skips_the_others(
     assert set(collected) | unseen_deleted | set(deleted) == set(ids)
 
 
-@pytest.mark.parametrize(
-    "cursor", ["bad", "!!!!!!!!!!!", "AAAAAAAAAAAA", "AAAAAAAAAA", "AAAAAAAAAA=", ""]
-)
 async def test_bad_cursor_is_400_naming_the_field(
-    client: httpx.AsyncClient, cursor: str, assert_problem: Any, auth: Any
+    client: httpx.AsyncClient, assert_problem: Any, auth: Any
 ) -> None:
-    for url, headers in (("/api/thoughts/", None), ("/api/me/thoughts/", auth("bruce"))):
-        response = await client.get(url, params={"cursor": cursor}, headers=headers)
-        assert_problem(response, 400, "cursor")
-        assert "Link header" in response.json()["detail"]
+    for cursor in [
+        "bad",
+        "!!!!!!!!!!!",
+        "AAAAAAAAAAAA",
+        "AAAAAAAAAA",
+        "AAAAAAAAAA=",
+        "",
+        "A" * 999,
+    ]:
+        for url, headers in (("/api/thoughts/", None), ("/api/me/thoughts/", auth("bruce"))):
+            response = await client.get(url, params={"cursor": cursor}, headers=headers)
+            assert_problem(response, 400, "cursor")
+            assert "Link header" in response.json()["detail"]
 
 
 async def test_any_well_formed_cursor_is_a_position(

@@ -59,6 +59,8 @@ def _search_key_of_text(context: DefaultExecutionContext) -> str:
 
 
 class Thought(Base):
+    """A thought. Rows are never updated (there is no edit), only inserted and deleted."""
+
     __tablename__ = "thoughts"
     __table_args__ = (
         # "My thoughts" pages: WHERE username = ? AND id > ? ORDER BY id LIMIT ?

@@ -70,7 +70,7 @@ class ThoughtRepository:
     async def create(self, username: str, text_: str) -> Thought:
         if self.dialect == "postgresql":
             await self.session.execute(select(func.pg_advisory_xact_lock(_INSERT_ORDER_LOCK)))
-        thought = Thought(username=username, text=text_, search_text=search_key(text_))
+        thought = Thought(username=username, text=text_)  # search_text: the column default
         self.session.add(thought)
         await self.session.commit()
         return thought
