@@ -69,7 +69,12 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
             source = StaticKeySource(public_keys)
         else:
             assert settings.auth_jwks_url, "ThoughtsSettings requires a key folder or a JWKS URL"
-            source = JWKSKeySource(settings.auth_jwks_url, http_client=app.state.http)
+            source = JWKSKeySource(
+                settings.auth_jwks_url,
+                http_client=app.state.http,
+                cache_seconds=settings.auth_jwks_cache_seconds,
+                min_refetch_interval=settings.auth_jwks_min_refetch_seconds,
+            )
             # Warm the cache; a users service that is not up yet only delays the first request.
             await source.refresh()
         app.state.token_verifier = TokenVerifier(

@@ -28,6 +28,10 @@ class ThoughtsSettings(ThoughtsDatabaseSettings):
     jwt_issuer: str = "mythoughts-users"
     jwt_audience: str = "mythoughts"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=600)
+    # How long fetched keys are trusted, and how often an unknown `kid` may trigger a refetch
+    # (the bound stops a flood of made-up key ids from hammering the users service).
+    auth_jwks_cache_seconds: float = Field(default=300, gt=0, le=86400)
+    auth_jwks_min_refetch_seconds: float = Field(default=30, ge=0, le=3600)
 
     # Lists: `limit` defaults to page_size; larger limits are clamped to max_page_size.
     page_size: int = Field(default=20, ge=1, le=1000)
