@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 
 from servicekit.lifecycle import begin_shutdown
+from servicekit.settings import ServiceSettings
 
 log = logging.getLogger("servicekit.server")
 
@@ -45,6 +46,18 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True
         else:
             self.should_exit = True
+
+
+def serve_settings(app: str, settings: ServiceSettings) -> None:
+    """`serve` with the host, port, workers, drain and log level of a service's settings."""
+    serve(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        drain_seconds=settings.shutdown_drain_seconds,
+        log_level=settings.log_level,
+    )
 
 
 def serve(

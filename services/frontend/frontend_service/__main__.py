@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from frontend_service.settings import FrontendSettings
-from servicekit.server import serve
+from servicekit.server import serve_settings
 from servicekit.settings import load_settings
 
 
@@ -20,14 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
 
     settings = load_settings(FrontendSettings)
-    serve(
-        "frontend_service.main:create_app",
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        drain_seconds=settings.shutdown_drain_seconds,
-        log_level=settings.log_level,
-    )
+    serve_settings("frontend_service.main:create_app", settings)
     return 0
 
 

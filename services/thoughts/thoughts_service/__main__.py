@@ -13,7 +13,7 @@ import sys
 import time
 
 from servicekit.migrations import upgrade
-from servicekit.server import serve
+from servicekit.server import serve_settings
 from servicekit.settings import load_settings
 from thoughts_service.loader import load_synthetic
 from thoughts_service.main import MIGRATIONS_DIR
@@ -40,14 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         settings = load_settings(ThoughtsSettings)
-        serve(
-            "thoughts_service.main:create_app",
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            drain_seconds=settings.shutdown_drain_seconds,
-            log_level=settings.log_level,
-        )
+        serve_settings("thoughts_service.main:create_app", settings)
         return 0
     # Database-only commands: they run as their own step (CLI, Job) without token keys.
     database_url = load_settings(ThoughtsDatabaseSettings).database_url

@@ -16,7 +16,7 @@ import sys
 
 from servicekit.db import Database
 from servicekit.migrations import upgrade
-from servicekit.server import serve
+from servicekit.server import serve_settings
 from servicekit.settings import load_settings
 from users_service.accounts import UsernameTaken, create_user
 from users_service.main import MIGRATIONS_DIR
@@ -51,14 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings(UsersSettings)
     if args.command == "serve":
-        serve(
-            "users_service.main:create_app",
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            drain_seconds=settings.shutdown_drain_seconds,
-            log_level=settings.log_level,
-        )
+        serve_settings("users_service.main:create_app", settings)
     elif args.command == "migrate":
         upgrade(MIGRATIONS_DIR, settings.database_url)
         print(f"users database migrated: {settings.database_url.split('@')[-1]}")
