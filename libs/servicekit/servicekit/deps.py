@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.db import Database
 from servicekit.metrics import Metrics
 
+# Every dependency here is `async def`, even those that never await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per request that costs more than the function.
+
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.db
@@ -19,12 +22,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_http_client(request: Request) -> httpx.AsyncClient:
+async def get_http_client(request: Request) -> httpx.AsyncClient:
     client: httpx.AsyncClient = request.app.state.http
     return client
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 

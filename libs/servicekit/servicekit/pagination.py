@@ -128,13 +128,17 @@ CursorParam = Annotated[
 ]
 
 
-def page_request(
+async def page_request(
     request: Request,
     limit: LimitParam = None,
     order: OrderParam = "asc",
     cursor: CursorParam = None,
 ) -> PageRequest:
-    """FastAPI dependency turning `limit`, `order` and `cursor` into a PageRequest."""
+    """FastAPI dependency turning `limit`, `order` and `cursor` into a PageRequest.
+
+    `async def` although it never awaits: FastAPI runs a plain `def` dependency in a worker
+    thread, a thread hop on every request that costs far more than the function itself.
+    """
     limits: PageLimits = getattr(request.app.state, "page_limits", None) or PageLimits()
     after = None
     if cursor is not None:

@@ -170,10 +170,11 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
-        log_file = self.log_path.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 - argv built by tests
-            self.argv, env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT
-        )
+        # The child writes through its own copy of the descriptor: ours is closed at once.
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(  # noqa: S603 - argv built by tests
+                self.argv, env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -162,9 +162,12 @@ async def test_a_service_refuses_to_start_when_a_dependency_is_too_old(
 
     # The lifespan itself, in this task: DependencyError is a SystemExit, which asyncio would let
     # escape from a background task straight out of the event loop (uvicorn logs it and exits 3).
-    with pytest.raises(DependencyError) as caught:
-        async with app.router.lifespan_context(app):
-            pass
+    try:
+        with pytest.raises(DependencyError) as caught:
+            async with app.router.lifespan_context(app):
+                pass
+    finally:
+        await app.state.http.aclose()  # a real process would exit here
 
     assert str(caught.value) == (
         f"dependency users at {users} runs version 0.9, but at least 1.0 is required"

@@ -15,8 +15,10 @@ import httpx
 import pytest
 import uvicorn
 
+from servicekit import server as server_module
 from servicekit.lifecycle import is_shutting_down
 from servicekit.server import DrainingServer
+from servicekit.settings import ServiceSettings
 from servicekit.testing import DatabaseFactory, ServiceProcess, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -130,6 +132,31 @@ def test_ctrl_c_once_stopping_forces_the_exit() -> None:
     server.handle_exit(signal.SIGINT, None)
 
     assert server.force_exit is True
+
+
+def test_serve_settings_runs_the_server_with_the_service_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(server_module, "serve", lambda app, **options: calls.append((app, options)))
+    settings = ServiceSettings(
+        host="10.1.2.3", port=8123, workers=3, shutdown_drain_seconds=2.5, log_level="warning"
+    )
+
+    server_module.serve_settings("example_service:create_app", settings)
+
+    assert calls == [
+        (
+            "example_service:create_app",
+            {
+                "host": "10.1.2.3",
+                "port": 8123,
+                "workers": 3,
+                "drain_seconds": 2.5,
+                "log_level": "warning",
+            },
+        )
+    ]
 
 
 async def _wait_for_log(service: ServiceProcess, text: str, within: float = 5.0) -> None:
