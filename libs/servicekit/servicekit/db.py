@@ -60,6 +60,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # A database host that drops packets must not hang /readyz or a request for asyncpg's
+        # default 60 s: fail after a few seconds with a clear error instead.
+        connect_args={"timeout": 5},
+        pool_timeout=10,
     )
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -76,6 +76,22 @@ class ServiceSettings(BaseSettings):
     dependency_wait_seconds: float = Field(default=30.0, ge=0, le=600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        from servicekit.db import parse_database_url
+
+        parse_database_url(value)  # ValueError with what to write instead
+        return value
+
+    @field_validator("dependencies")
+    @classmethod
+    def _dependency_spec(cls, value: str) -> str:
+        from servicekit.dependencies import parse_dependencies
+
+        parse_dependencies(value)
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -99,7 +115,7 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
         problems = []
         for error in exc.errors():
             name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-            problems.append(f"  {name}: {error['msg']}")
+            problems.append(f"  {name}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError(
             f"configuration error in {settings_cls.__name__}:\n" + "\n".join(problems)
         ) from None

@@ -130,3 +130,16 @@ def test_config_error_exits_with_the_message_and_no_traceback() -> None:
     assert lines[1].startswith("  PORT: ")
     assert lines[2].startswith("  LOG_LEVEL: ")
     assert len(lines) == 3  # no traceback, no pydantic dump with URLs and input values
+
+
+def test_unsupported_database_and_bad_dependencies_are_config_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://db/app")
+    monkeypatch.setenv("DEPENDENCIES", "users= >=1.0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ServiceSettings)
+    message = str(caught.value)
+    assert "DATABASE_URL: DATABASE_URL driver 'mysql' is not supported" in message
+    assert "DEPENDENCIES: dependency 'users= >=1.0' must look like" in message
+    assert "Value error" not in message
