@@ -252,3 +252,39 @@ def run_schemathesis(
                 # An operation without parameters or body has no invalid input to send.
         exercised.append(operation.label)
     return exercised
+
+
+class StartedApps:
+    """Runs apps in process, lifespan included, and hands out clients; closes all at the end."""
+
+    def __init__(self) -> None:
+        from contextlib import AsyncExitStack
+
+        self._stack = AsyncExitStack()
+
+    async def client(
+        self,
+        app: Any,
+        *,
+        base_url: str = "http://service.test",
+        client_address: tuple[str, int] = ("203.0.113.7", 4321),
+    ) -> httpx.AsyncClient:
+        from asgi_lifespan import LifespanManager
+
+        manager = await self._stack.enter_async_context(LifespanManager(app))
+        transport = httpx.ASGITransport(app=manager.app, client=client_address)
+        # Entered after its app, so closed before it: clients first, then lifespans, in reverse.
+        return await self._stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url=base_url)
+        )
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+@pytest.fixture
+async def started_apps() -> Any:
+    """`await started_apps.client(app)`: an in-process client of a started app."""
+    apps = StartedApps()
+    yield apps
+    await apps.aclose()

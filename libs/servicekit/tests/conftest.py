@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,13 +23,12 @@ import httpx
 import pytest
 import uvicorn
 from _pytest.logging import LogCaptureHandler
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from servicekit.lifecycle import reset_for_tests
 from servicekit.logs import JsonFormatter
 from servicekit.settings import ServiceSettings
-from servicekit.testing import DatabaseFactory
+from servicekit.testing import DatabaseFactory, StartedApps
 
 HERE = Path(__file__).resolve().parent
 # Loggers that configure_logging() changes besides the root logger.
@@ -126,28 +125,15 @@ def make_settings(example: ModuleType, tmp_path: Path) -> Callable[..., Any]:
 
 
 @pytest.fixture
-async def start_app(example: ModuleType) -> AsyncIterator[Callable[..., Any]]:
+def start_app(example: ModuleType, started_apps: StartedApps) -> Callable[..., Any]:
     """Builds the example app for some settings, runs its lifespan, returns a client for it."""
-    managers: list[LifespanManager] = []
-    clients: list[httpx.AsyncClient] = []
 
     async def start(settings: Any) -> httpx.AsyncClient:
-        app: FastAPI = example.create_app(settings)
-        manager = LifespanManager(app)
-        await manager.__aenter__()
-        managers.append(manager)
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 4321)),
-            base_url="http://example.test",
+        return await started_apps.client(
+            example.create_app(settings), base_url="http://example.test"
         )
-        clients.append(client)
-        return client
 
-    yield start
-    for client in clients:
-        await client.aclose()
-    for manager in reversed(managers):
-        await manager.__aexit__(None, None, None)
+    return start
 
 
 @pytest.fixture

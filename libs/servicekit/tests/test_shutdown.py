@@ -76,7 +76,8 @@ async def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(
     returncode = await asyncio.to_thread(service.process.wait, 5)
     elapsed = time.monotonic() - signalled
     assert returncode == 0, service.logs()
-    assert 1.0 <= elapsed < 5.0
+    # At least the drain; the upper bound only catches a hang (the machine may be busy).
+    assert 1.0 <= elapsed < 20.0
     assert '"message":"shutdown requested; draining for 1.0s"' in service.logs()
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from devtools.testing import LocalSystem
 from frontend_service.main import create_app
 from frontend_service.settings import FrontendSettings
+from servicekit.testing import StartedApps
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -48,29 +48,19 @@ def make_settings(backends: LocalSystem, **overrides: Any) -> FrontendSettings:
 
 
 @pytest.fixture
-async def start_frontend(backends: LocalSystem) -> AsyncIterator[StartFrontend]:
+def start_frontend(backends: LocalSystem, started_apps: StartedApps) -> StartFrontend:
     """Starts frontend apps (lifespan included); `start(**settings)` returns a client."""
-    managers: list[LifespanManager] = []
-    clients: list[httpx.AsyncClient] = []
 
     async def start(**overrides: Any) -> httpx.AsyncClient:
         settings = make_settings(backends, **overrides)
-        manager = LifespanManager(create_app(settings))
-        await manager.__aenter__()
-        managers.append(manager)
         scheme = "https" if settings.cookie_secure else "http"
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app, client=("203.0.113.9", 4321)),
+        return await started_apps.client(
+            create_app(settings),
             base_url=f"{scheme}://frontend.test",
+            client_address=("203.0.113.9", 4321),
         )
-        clients.append(client)
-        return client
 
-    yield start
-    for client in clients:
-        await client.aclose()
-    for manager in reversed(managers):
-        await manager.__aexit__(None, None, None)
+    return start
 
 
 @pytest.fixture

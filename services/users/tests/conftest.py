@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 
-from servicekit.testing import DatabaseFactory
+from servicekit.testing import DatabaseFactory, StartedApps
 from users_service.main import MIGRATIONS_DIR, create_app
 from users_service.settings import UsersSettings
 from users_service.signing import generate_key
@@ -50,28 +48,13 @@ def make_settings(database_url: str, keys_dir: Path) -> Callable[..., UsersSetti
 
 
 @pytest.fixture
-async def start_app() -> AsyncIterator[Callable[[UsersSettings], Any]]:
-    """Starts apps (lifespan included) and returns clients; everything is closed afterwards."""
-    managers: list[LifespanManager] = []
-    clients: list[httpx.AsyncClient] = []
+def start_app(started_apps: StartedApps) -> Callable[[UsersSettings], Any]:
+    """`await start_app(settings)`: a client of a started users app (closed after the test)."""
 
     async def start(settings: UsersSettings) -> httpx.AsyncClient:
-        app: FastAPI = create_app(settings)
-        manager = LifespanManager(app)
-        await manager.__aenter__()
-        managers.append(manager)
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 1234)),
-            base_url="http://users.test",
-        )
-        clients.append(client)
-        return client
+        return await started_apps.client(create_app(settings), base_url="http://users.test")
 
-    yield start
-    for client in clients:
-        await client.aclose()
-    for manager in reversed(managers):
-        await manager.__aexit__(None, None, None)
+    return start
 
 
 @pytest.fixture
