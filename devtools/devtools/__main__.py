@@ -2,6 +2,7 @@
 
 python -m devtools run                 # the whole system locally (what `make run` does)
 python -m devtools seed                # (re)seed the demo users of a running system
+python -m devtools load --thoughts N   # N generated thoughts and their authors' accounts
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from devtools import load
 from devtools.run import default_var_dir, run
 from devtools.seed import seed_demo
 from devtools.stack import Ports, Stack
@@ -55,11 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed_parser = commands.add_parser("seed", help="create the demo users of a running system")
     _add_system_options(seed_parser)
+
+    load_parser = commands.add_parser(
+        "load",
+        help="fill the users and thoughts databases with generated data (benchmarks)",
+        description="Migrates both databases, creates the authors' accounts (one shared "
+        "password) and adds generated thoughts until the table holds --thoughts of them. "
+        "Safe to run again: it says what is there and adds only what is missing.",
+    )
+    load_parser.add_argument(
+        "--var-dir", type=Path, default=None, help="folder of the default SQLite databases"
+    )
+    load.add_arguments(load_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "load":
+        return load.main(args, (args.var_dir or default_var_dir()).resolve())
     stack = _stack(args)
     if args.command == "run":
         return run(stack, seed=not args.no_seed, json_logs=args.json_logs)

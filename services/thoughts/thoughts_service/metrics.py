@@ -20,7 +20,8 @@ class ThoughtMetrics:
         )
 
 
-def get_thought_metrics(request: Request) -> ThoughtMetrics:
+async def get_thought_metrics(request: Request) -> ThoughtMetrics:
+    # async: a plain `def` dependency would run in a worker thread (servicekit.deps).
     metrics: ThoughtMetrics = request.app.state.thought_metrics
     return metrics
 

@@ -1,16 +1,35 @@
-"""Every query the service runs. Search is dialect-specific; see thoughts_service.search."""
+"""Every query the service runs. Search is dialect-specific; see thoughts_service.search.
+
+The hot paths (get one, list, list mine, search, post) are written once, as SQLAlchemy Core
+statements with named parameters, compiled once per dialect and page shape, and then run by
+the database driver itself on the session's connection. The benchmark (bench/README.md) showed
+why: at a million thoughts the database answers these queries in tens of microseconds, while
+building, compiling and executing an ORM statement and turning rows into ORM objects cost over
+half a millisecond of CPU per request, the largest part of a request's cost. The statements stay
+the single source of truth (test_query_plans.py explains them); only their per-request
+overhead is gone. Rarely used writes (deletes) use the ORM session as usual.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import Annotated
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import Depends
 from sqlalchemy import (
+    BigInteger,
+    BindParameter,
     ColumnElement,
+    Dialect,
+    Integer,
     Select,
     SQLColumnExpression,
+    Text,
+    bindparam,
     column,
     delete,
     func,
@@ -21,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.deps import SessionDep
-from servicekit.pagination import PageRequest
+from servicekit.pagination import Order, PageRequest
 from thoughts_service.models import Thought
 from thoughts_service.search import (
     LIKE_ESCAPE,
@@ -33,13 +52,29 @@ from thoughts_service.search import (
 
 # The FTS5 table of the SQLite migration; only its rowid (= thoughts.id) is ever read.
 _fts = table("thoughts_fts", column("rowid"))
-_FTS_MATCH = text("thoughts_fts MATCH :fts_query")
+_FTS_MATCH = text("thoughts_fts MATCH :fts_query").bindparams(bindparam("fts_query", type_=Text))
 
 # PostgreSQL: inserts take this transaction-scoped advisory lock so that ids become visible in
 # id order. Without it, a transaction holding id 10 may commit after one holding id 11; a reader
 # paging in between sees 11, continues "after 11" and never sees 10. SQLite needs nothing: its
 # single writer already assigns and commits ids in order.
 _INSERT_ORDER_LOCK = 0x7468_6F75  # "thou"
+
+# One statement, one round trip, its own transaction: the FROM subquery takes the lock before
+# the row (and its id, from the sequence) is formed, and the lock is released at the commit
+# that ends the statement. PostgreSQL never flattens a subquery that calls a volatile function,
+# so the lock is always taken first.
+_INSERT_POSTGRESQL = (
+    "INSERT INTO thoughts (username, text, search_text, timestamp) "
+    "SELECT $1::varchar, $2::varchar, $3::text, $4::timestamptz "
+    "FROM (SELECT pg_advisory_xact_lock($5::bigint)) AS insert_order_lock "
+    "RETURNING id"
+)
+_INSERT_SQLITE = (
+    "INSERT INTO thoughts (username, text, search_text, timestamp) VALUES (?, ?, ?, ?) RETURNING id"
+)
+# How SQLAlchemy's SQLite DateTime stores a (naive, UTC) datetime, so that both paths agree.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 class Deletion(enum.Enum):
@@ -59,36 +94,210 @@ def search_strategy(query: str) -> SearchStrategy:
     return SearchStrategy.INDEX if uses_index(search_key(query)) else SearchStrategy.SCAN
 
 
+class ThoughtRow(NamedTuple):
+    """A thought as read: what the API returns, nothing else (no search key)."""
+
+    id: int
+    username: str
+    text: str
+    timestamp: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "text": self.text,
+            "timestamp": self.timestamp,
+        }
+
+
+class Kind(enum.Enum):
+    """The shapes of SELECT the service runs; each is compiled once per dialect and page shape."""
+
+    ONE = "one"  # by id
+    ALL = "all"  # every thought, a page
+    BY_USER = "by user"  # one author's, a page
+    SCAN = "scan"  # search for a key shorter than a trigram: filter while walking ids
+    FTS = "fts"  # SQLite search: the FTS5 trigram table
+    LIKE = "like"  # PostgreSQL search: LIKE served by the pg_trgm GIN index
+
+
+_COLUMNS = (Thought.id, Thought.username, Thought.text, Thought.timestamp)
+ThoughtSelect = Select[int, str, str, datetime]
+
+
+def _keyset(
+    statement: ThoughtSelect, key: SQLColumnExpression[int], order: Order, has_cursor: bool
+) -> ThoughtSelect:
+    """Restricts to the page after the cursor (:after), in page order, :limit rows."""
+    if has_cursor:
+        after = bindparam("after", type_=BigInteger)
+        statement = statement.where(key > after if order == "asc" else key < after)
+    ordering = key.asc() if order == "asc" else key.desc()
+    return statement.order_by(ordering).limit(bindparam("limit", type_=Integer))
+
+
+@functools.cache
+def shape(
+    dialect: str, kind: Kind, order: Order = "asc", has_cursor: bool = False
+) -> ThoughtSelect:
+    """The statement of one kind of query for `dialect`, its values as named parameters."""
+    base = select(*_COLUMNS)
+    if kind is Kind.ONE:
+        return base.where(Thought.id == bindparam("id", type_=BigInteger))
+    if kind is Kind.ALL:
+        return _keyset(base, Thought.id, order, has_cursor)
+    if kind is Kind.BY_USER:
+        # A range scan of ix_thoughts_username_id, in page order.
+        return _keyset(
+            base.where(Thought.username == bindparam("username")), Thought.id, order, has_cursor
+        )
+    if kind is Kind.SCAN:
+        # Too short for any trigram: walk the primary key in page order with a filter; LIMIT
+        # stops the walk as soon as one page is found.
+        key: BindParameter[str] = bindparam("key", type_=Text)
+        position = (
+            func.instr(Thought.search_text, key)
+            if dialect == "sqlite"
+            else func.strpos(Thought.search_text, key)
+        )
+        return _keyset(base.where(position > 0), Thought.id, order, has_cursor)
+    if kind is Kind.FTS:
+        # The FTS5 table yields matching rowids in rowid order and takes the cursor's rowid bound
+        # itself, so a page costs one page of index reads however many rows match.
+        fts_rowid: ColumnElement[int] = _fts.c.rowid
+        statement = base.join(_fts, fts_rowid == Thought.id).where(_FTS_MATCH)
+        return _keyset(statement, fts_rowid, order, has_cursor)
+    # PostgreSQL: pg_trgm GIN index on search_text; the pattern is a parameter, and the planner
+    # plans each execution for its value (custom plans, see main.py), so it picks the index for
+    # a rare word and a walk of the primary key for a common one.
+    statement = base.where(
+        Thought.search_text.like(bindparam("pattern", type_=Text), escape=LIKE_ESCAPE)
+    )
+    return _keyset(statement, Thought.id, order, has_cursor)
+
+
+def _search_values(dialect: str, query: str) -> tuple[Kind, dict[str, Any]]:
+    key = search_key(query)
+    if not key:
+        return Kind.ALL, {}
+    if not uses_index(key):
+        return Kind.SCAN, {"key": key}
+    if dialect == "sqlite":
+        return Kind.FTS, {"fts_query": fts5_phrase(key)}
+    return Kind.LIKE, {"pattern": like_contains_pattern(key)}
+
+
+def _page_values(page: PageRequest) -> dict[str, Any]:
+    values: dict[str, Any] = {"limit": page.fetch_limit}
+    if page.after is not None:
+        values["after"] = page.after
+    return values
+
+
+def by_user_statement(username: str, page: PageRequest) -> ThoughtSelect:
+    """One page of a user's thoughts, with its values bound (for EXPLAIN)."""
+    statement = shape("any", Kind.BY_USER, page.order, page.after is not None)
+    return statement.params(username=username, **_page_values(page))
+
+
+def search_statement(dialect: str, query: str, page: PageRequest) -> ThoughtSelect:
+    """The SELECT answering one page of a search, with its values bound (for EXPLAIN)."""
+    kind, values = _search_values(dialect, query)
+    statement = shape(dialect, kind, page.order, page.after is not None)
+    return statement.params(**values, **_page_values(page))
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    """A statement compiled for one driver: its SQL and the order of its positional values."""
+
+    sql: str
+    names: tuple[str, ...]
+    # Values the compiler added itself (SQLite renders LIMIT ? as "LIMIT ? OFFSET ?", 0).
+    constants: tuple[tuple[str, Any], ...] = ()
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        given = {**dict(self.constants), **values}
+        return [given[name] for name in self.names]
+
+
+@functools.cache
+def _compiled(dialect: Dialect, kind: Kind, order: Order, has_cursor: bool) -> CompiledQuery:
+    compiled = shape(dialect.name, kind, order, has_cursor).compile(dialect=dialect)
+    constants = tuple((name, value) for name, value in compiled.params.items() if value is not None)
+    return CompiledQuery(compiled.string, tuple(compiled.positiontup or ()), constants)
+
+
+def _utc(value: datetime | str) -> datetime:
+    # asyncpg returns timestamptz as aware UTC datetimes; SQLite stores naive UTC text.
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
 class ThoughtRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._dialect = session.get_bind().dialect
 
     @property
     def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+        return self._dialect.name
 
-    async def create(self, username: str, text_: str) -> Thought:
+    async def _driver(self) -> Any:
+        """The driver's own connection (asyncpg or aiosqlite) under the session's connection.
+
+        No transaction is begun: each statement runs in its own (autocommit), which is all a
+        single-statement read or insert needs; the pool gets the connection back on close.
+        """
+        connection = await self.session.connection()
+        return (await connection.get_raw_connection()).driver_connection
+
+    async def _fetch(
+        self, kind: Kind, values: dict[str, Any], order: Order = "asc"
+    ) -> list[ThoughtRow]:
+        query = _compiled(self._dialect, kind, order, "after" in values)
+        arguments = query.arguments(values)
+        driver = await self._driver()
         if self.dialect == "postgresql":
-            await self.session.execute(select(func.pg_advisory_xact_lock(_INSERT_ORDER_LOCK)))
-        thought = Thought(username=username, text=text_)  # search_text: the column default
-        self.session.add(thought)
-        await self.session.commit()
-        return thought
+            rows = await driver.fetch(query.sql, *arguments)
+        else:
+            rows = await driver.execute_fetchall(query.sql, arguments)
+        return [ThoughtRow(row[0], row[1], row[2], _utc(row[3])) for row in rows]
 
-    async def get(self, thought_id: int) -> Thought | None:
-        return await self.session.get(Thought, thought_id)
+    async def _page(self, kind: Kind, page: PageRequest, **values: Any) -> list[ThoughtRow]:
+        return await self._fetch(kind, {**values, **_page_values(page)}, page.order)
 
-    async def list_all(self, page: PageRequest) -> Sequence[Thought]:
-        statement = _keyset(select(Thought), Thought.id, page)
-        return (await self.session.scalars(statement)).all()
+    async def create(self, username: str, text_: str) -> ThoughtRow:
+        now = datetime.now(UTC)
+        key = search_key(text_)
+        driver = await self._driver()
+        if self.dialect == "postgresql":
+            thought_id = await driver.fetchval(
+                _INSERT_POSTGRESQL, username, text_, key, now, _INSERT_ORDER_LOCK
+            )
+        else:
+            stored = now.replace(tzinfo=None).strftime(_SQLITE_DATETIME)
+            rows = await driver.execute_fetchall(_INSERT_SQLITE, (username, text_, key, stored))
+            await driver.commit()
+            thought_id = rows[0][0]
+        return ThoughtRow(int(thought_id), username, text_, now)
 
-    async def list_by_user(self, username: str, page: PageRequest) -> Sequence[Thought]:
-        return (await self.session.scalars(by_user_statement(username, page))).all()
+    async def get(self, thought_id: int) -> ThoughtRow | None:
+        rows = await self._fetch(Kind.ONE, {"id": thought_id})
+        return rows[0] if rows else None
 
-    async def search(self, query: str, page: PageRequest) -> Sequence[Thought]:
+    async def list_all(self, page: PageRequest) -> Sequence[ThoughtRow]:
+        return await self._page(Kind.ALL, page)
+
+    async def list_by_user(self, username: str, page: PageRequest) -> Sequence[ThoughtRow]:
+        return await self._page(Kind.BY_USER, page, username=username)
+
+    async def search(self, query: str, page: PageRequest) -> Sequence[ThoughtRow]:
         """Thoughts whose text contains `query` case-insensitively (search.matches), one page."""
-        statement = search_statement(self.dialect, query, page)
-        return (await self.session.scalars(statement)).all()
+        kind, values = _search_values(self.dialect, query)
+        return await self._page(kind, page, **values)
 
     async def delete(self, thought_id: int) -> bool:
         result = await self.session.execute(delete(Thought).where(Thought.id == thought_id))
@@ -107,53 +316,8 @@ class ThoughtRepository:
         return Deletion.NOT_FOUND if exists is None else Deletion.NOT_OWNER
 
 
-def _keyset(
-    statement: Select[Thought], key: SQLColumnExpression[int], page: PageRequest
-) -> Select[Thought]:
-    """Restricts to the page after the cursor, in page order, one row more than the page."""
-    if page.after is not None:
-        statement = statement.where(key > page.after if page.order == "asc" else key < page.after)
-    ordering = key.asc() if page.order == "asc" else key.desc()
-    return statement.order_by(ordering).limit(page.fetch_limit)
-
-
-def by_user_statement(username: str, page: PageRequest) -> Select[Thought]:
-    """One page of a user's thoughts: a range scan of ix_thoughts_username_id."""
-    return _keyset(select(Thought).where(Thought.username == username), Thought.id, page)
-
-
-def search_statement(dialect: str, query: str, page: PageRequest) -> Select[Thought]:
-    """The SELECT answering one page of a search, for `dialect` ("sqlite" or "postgresql")."""
-    key = search_key(query)
-    if not key:
-        return _keyset(select(Thought), Thought.id, page)
-    if not uses_index(key):
-        # Too short for any trigram: walk the primary key in page order with a filter; LIMIT
-        # stops the walk as soon as one page is found.
-        position = (
-            func.instr(Thought.search_text, key)
-            if dialect == "sqlite"
-            else func.strpos(Thought.search_text, key)
-        )
-        return _keyset(select(Thought).where(position > 0), Thought.id, page)
-    if dialect == "sqlite":
-        # The FTS5 table yields matching rowids in rowid order and takes the cursor's rowid bound
-        # itself, so a page costs one page of index reads however many rows match.
-        fts_rowid: ColumnElement[int] = _fts.c.rowid
-        statement = (
-            select(Thought)
-            .join(_fts, fts_rowid == Thought.id)
-            .where(_FTS_MATCH.bindparams(fts_query=fts5_phrase(key)))
-        )
-        return _keyset(statement, fts_rowid, page)
-    # PostgreSQL: pg_trgm GIN index on search_text; the pattern is a bound value so that the
-    # planner (custom plans, see main.py) estimates it and picks the index for rare words.
-    pattern = like_contains_pattern(key)
-    statement = select(Thought).where(Thought.search_text.like(pattern, escape=LIKE_ESCAPE))
-    return _keyset(statement, Thought.id, page)
-
-
-def get_repository(session: SessionDep) -> ThoughtRepository:
+async def get_repository(session: SessionDep) -> ThoughtRepository:
+    # async: a plain `def` dependency would run in a worker thread (servicekit.deps).
     return ThoughtRepository(session)
 
 
