@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/servicekit libs/auth services/users services/thoughts services/frontend devtools
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: run test lint typecheck pytest venv migrate clean
+.PHONY: run test lint typecheck pytest venv migrate clean bench
 
 venv: $(STAMP)
 
@@ -28,12 +28,18 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth services/users/users_service \
-		services/frontend/frontend_service devtools/devtools
+		services/frontend/frontend_service devtools/devtools bench/run.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest
+
+# The benchmark of bench/README.md: `make bench DB=postgresql` or `make bench DB=sqlite`
+# (a million thoughts, loaded on first use); BENCH_ARGS passes more options, e.g. --quick.
+DB ?= sqlite
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --db $(DB) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ them.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,14 @@ class TokenVerifier:
     """Checks signature (RS256 only), ``exp``, ``nbf``, ``iat``, ``iss``, ``aud`` and ``username``.
 
     ``leeway_seconds`` absorbs clock skew between the users service and this one.
+
+    Verified tokens are remembered (up to ``cache_size``, least recently used first out): a
+    client sends the same token with every request, and verifying it again costs over half a
+    millisecond of CPU (the RSA signature and PyJWT's checks), more than the rest of a typical
+    request (bench/README.md). A remembered token is accepted again only while it has not
+    expired (``exp`` plus the leeway; the other claims cannot turn invalid with time) and while
+    the key that verified it is still the key the source has for its ``kid``, so a retired or
+    rotated key is refused at once. Only tokens that passed every check are remembered.
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         leeway_seconds: int = 30,
+        cache_size: int = 4096,
     ) -> None:
         if not issuer:
             raise ValueError("issuer must not be empty")
@@ -76,15 +86,32 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
+        self._cache_size = cache_size
+        # token -> (verified token, kid, the key that verified it, accepted until)
+        self._cache: OrderedDict[str, tuple[VerifiedToken, str, RSAPublicKey, float]] = (
+            OrderedDict()
+        )
 
     async def verify(self, token: str) -> VerifiedToken:
         """Return the verified token, or raise :class:`InvalidToken`."""
-        key = await self._signing_key(token)
+        remembered = self._cache.get(token)
+        if remembered is not None:
+            verified, kid, key, until = remembered
+            if time.time() < until and await self._key_source.get(kid) is key:
+                self._cache.move_to_end(token)
+                return verified
+            del self._cache[token]
+        kid, key = await self._signing_key(token)
         claims = self._decode(token, key)
         self._check_issued_at(claims)
-        return VerifiedToken(username=_username(claims), claims=claims)
+        verified = VerifiedToken(username=_username(claims), claims=claims)
+        if self._cache_size > 0:
+            self._cache[token] = (verified, kid, key, float(claims["exp"]) + self._leeway)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return verified
 
-    async def _signing_key(self, token: str) -> RSAPublicKey:
+    async def _signing_key(self, token: str) -> tuple[str, RSAPublicKey]:
         # The header is read unverified, but only to refuse early: a wrong algorithm or an
         # unknown key id is rejected before any cryptography and before any key fetch.
         try:
@@ -99,7 +126,7 @@ class TokenVerifier:
         key = await self._key_source.get(kid)
         if key is None:
             raise InvalidToken("unknown signing key")
-        return key
+        return kid, key
 
     def _decode(self, token: str, key: RSAPublicKey) -> dict[str, Any]:
         try:

@@ -1,5 +1,6 @@
 """TokenVerifier: what it accepts, and the exact reason for everything it refuses."""
 
+import datetime
 import time
 
 import pytest
@@ -184,3 +185,71 @@ async def test_unknown_kid_is_refused_before_any_signature_check(tokens):
 def test_verifier_refuses_bad_configuration(key_set, kwargs):
     with pytest.raises(ValueError, match="must not be"):
         TokenVerifier(StaticKeySource(key_set), **kwargs)
+
+
+class SwappableSource:
+    """A key source whose keys a test can change, as a JWKS refresh or a rotation does."""
+
+    def __init__(self, keys):
+        self.keys = dict(keys)
+        self.asked = 0
+
+    async def get(self, kid):
+        self.asked += 1
+        return self.keys.get(kid)
+
+
+async def test_a_remembered_token_is_accepted_without_verifying_it_again(tokens, monkeypatch):
+    source = SwappableSource({"key-2024": tokens.public_key("key-2024")})
+    verifier = TokenVerifier(source, issuer=tokens.issuer, audience=tokens.audience)
+    token = tokens.sign(kid="key-2024")
+    first = await verifier.verify(token)
+
+    def no_second_decode(*args, **kwargs):
+        raise AssertionError("a remembered token was decoded again")
+
+    monkeypatch.setattr("mythoughts_auth.verify.jwt.decode", no_second_decode)
+    again = await verifier.verify(token)
+
+    assert again.username == first.username == "Mary O'Neil"
+
+
+async def test_a_remembered_token_is_refused_once_its_key_is_retired(tokens):
+    source = SwappableSource({"key-2024": tokens.public_key("key-2024")})
+    verifier = TokenVerifier(source, issuer=tokens.issuer, audience=tokens.audience)
+    token = tokens.sign(kid="key-2024")
+    await verifier.verify(token)
+
+    del source.keys["key-2024"]
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(token)
+    assert excinfo.value.reason == "unknown signing key"
+
+    # A different key under the same kid (a botched rotation) does not inherit the trust either.
+    source.keys["key-2024"] = tokens.public_key("key-2025")
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(token)
+    assert excinfo.value.reason == "signature verification failed"
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(tokens, monkeypatch):
+    source = SwappableSource({"key-2024": tokens.public_key("key-2024")})
+    verifier = TokenVerifier(
+        source, issuer=tokens.issuer, audience=tokens.audience, leeway_seconds=0
+    )
+    now = int(time.time())
+    token = tokens.sign(tokens.claims(iat=now - 60, exp=now + 2), kid="key-2024")
+    await verifier.verify(token)
+
+    later = time.time() + 5
+
+    class Later(datetime.datetime):  # PyJWT's own clock, five seconds on
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime.fromtimestamp(later, tz)
+
+    monkeypatch.setattr("mythoughts_auth.verify.time.time", lambda: later)
+    monkeypatch.setattr("jwt.api_jwt.datetime", Later)
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(token)
+    assert excinfo.value.reason == "token expired"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from servicekit.driver import DriverPool, LazyDriverPool
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -68,10 +70,27 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        server_settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._driver = LazyDriverPool(
+            self.engine.url, size=pool_size, server_settings=server_settings
+        )
+        # PostgreSQL run-time settings of the driver pool's connections (e.g. plan_cache_mode);
+        # may be added to until the pool is first used.
+        self.driver_server_settings = self._driver.server_settings
+
+    def limit_driver_statements(self, seconds: float | None) -> None:
+        """Statements of the driver pool that run longer raise StatementTimeout (set before
+        the pool is first used)."""
+        self._driver.statement_timeout = seconds
 
     @property
     def dialect(self) -> str:
@@ -82,9 +101,17 @@ class Database:
         async with self.sessionmaker() as session:
             yield session
 
+    async def driver(self) -> DriverPool:
+        """The driver's own connections, for a service's hot statements (servicekit.driver).
+
+        Opened on first use with the same pool size; closed by `dispose()`.
+        """
+        return await self._driver.get()
+
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self._driver.close()
         await self.engine.dispose()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -46,6 +48,37 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True
         else:
             self.should_exit = True
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT, ready to be handed to a worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+class ReusePortMultiprocess(uvicorn.supervisors.Multiprocess):
+    """uvicorn's worker supervisor, with one listening socket per worker (SO_REUSEPORT).
+
+    With uvicorn's one shared socket, whichever worker wakes first accepts a whole burst of new
+    connections: the benchmark saw all 32 of a client's keep-alive connections land on one of
+    two workers, which then did all the work at half the machine's capacity while the other
+    idled (bench/README.md). With a socket per worker in one SO_REUSEPORT group, the kernel
+    spreads new connections across the workers by a hash of their addresses. Every worker the
+    supervisor (re)starts gets a new socket of its own: uvicorn reads `self.sockets` each time.
+    """
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [reuse_port_socket(self.config.host, self.config.port)]
+
+    @sockets.setter
+    def sockets(self, _value: Any) -> None:
+        pass  # the base class stores the sockets it is given; ours are made per worker
 
 
 def serve_settings(app: str, settings: ServiceSettings) -> None:
@@ -88,7 +121,9 @@ def serve(
     if workers > 1:
         # uvicorn's supervisor builds plain servers in its workers: they still finish in-flight
         # requests on SIGTERM, without the readiness drain. Kubernetes runs one worker per pod.
-        uvicorn.supervisors.Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # Binding once here first fails fast, with uvicorn's message, when the port is taken.
+        config.bind_socket().close()
+        ReusePortMultiprocess(config, sockets=[]).run()
         return
     server = DrainingServer(config)
     server.drain_seconds = drain_seconds

@@ -172,10 +172,31 @@ def get_thoughts(request: Request) -> ThoughtsClient:
     return ThoughtsClient(get_settings(request).thoughts_url, request.app.state.http)
 
 
-SettingsDep = Annotated[FrontendSettings, Depends(get_settings)]
-VisitDep = Annotated[Visit, Depends(get_visit)]
-UsersDep = Annotated[UsersClient, Depends(get_users)]
-ThoughtsDep = Annotated[ThoughtsClient, Depends(get_thoughts)]
+# The dependencies proper are `async def` wrappers: FastAPI runs a plain `def` dependency in a
+# worker thread, a thread hop per request that costs more than the function (servicekit.deps).
+# The plain functions stay for the code that calls them directly (error pages).
+
+
+async def _settings_dependency(request: Request) -> FrontendSettings:
+    return get_settings(request)
+
+
+async def _visit_dependency(request: Request) -> Visit:
+    return get_visit(request)
+
+
+async def _users_dependency(request: Request) -> UsersClient:
+    return get_users(request)
+
+
+async def _thoughts_dependency(request: Request) -> ThoughtsClient:
+    return get_thoughts(request)
+
+
+SettingsDep = Annotated[FrontendSettings, Depends(_settings_dependency)]
+VisitDep = Annotated[Visit, Depends(_visit_dependency)]
+UsersDep = Annotated[UsersClient, Depends(_users_dependency)]
+ThoughtsDep = Annotated[ThoughtsClient, Depends(_thoughts_dependency)]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -54,8 +54,8 @@ async def _load_and_search(url: str) -> tuple[int, list[str]]:
     try:
         async with database.sessionmaker() as session:
             total = await session.scalar(select(func.count()).select_from(Thought))
-            found = await ThoughtRepository(session).search("QuokkaEsque", PageRequest(limit=20))
-            return int(total or 0), [thought.text for thought in found]
+        found = await ThoughtRepository(database).search("QuokkaEsque", PageRequest(limit=20))
+        return int(total or 0), [thought.text for thought in found]
     finally:
         await database.dispose()
 

@@ -102,4 +102,7 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
     database: Database = app.state.db
     if database.dialect == "postgresql":
         event.listen(database.engine.sync_engine, "connect", _force_custom_plans)
+        # The same for the connections of the hot paths (thoughts_service.repository).
+        database.driver_server_settings["plan_cache_mode"] = "force_custom_plan"
+    database.limit_driver_statements(settings.statement_timeout_seconds)
     return app

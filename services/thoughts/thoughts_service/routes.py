@@ -15,6 +15,7 @@ from pydantic import AfterValidator
 
 from mythoughts_auth import CurrentUser
 from servicekit.bodies import body_openapi, form_or_json
+from servicekit.driver import StatementTimeout
 from servicekit.pagination import (
     LINK_HEADER_RESPONSE,
     PageDep,
@@ -153,7 +154,10 @@ async def delete_my_thought(
     "/api/thoughts/",
     summary="List or search everybody's thoughts",
     response_model=list[ThoughtOut],
-    responses=LIST_RESPONSES,
+    responses={
+        **LIST_RESPONSES,
+        503: problem_openapi_response("The search took too long (a one or two letter search)"),
+    },
 )
 async def list_thoughts(
     page: PageDep,
@@ -164,7 +168,17 @@ async def list_thoughts(
 ) -> Response:
     if search:
         metrics.searches.labels(search_strategy(search).value).inc()
-        rows = await thoughts.search(search, page)
+        try:
+            rows = await thoughts.search(search, page)
+        except StatementTimeout:
+            # Only a search shorter than a trigram can get here at realistic sizes: it walks
+            # the table for a rare pair of characters. Answering nothing beats holding a
+            # connection (or, on SQLite, the event loop) for seconds.
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the search took too long; a longer search text is answered from the index",
+                headers={"Retry-After": "1"},
+            ) from None
     else:
         rows = await thoughts.list_all(page)
     return _one_page(rows, page, request)

@@ -33,6 +33,10 @@ class ThoughtsSettings(ThoughtsDatabaseSettings):
     auth_jwks_cache_seconds: float = Field(default=300, gt=0, le=86400)
     auth_jwks_min_refetch_seconds: float = Field(default=30, ge=0, le=3600)
 
+    # A read that takes longer is cancelled (a search answers 503): no request may hold a
+    # database connection, or on SQLite the event loop, for long (see servicekit.driver).
+    statement_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+
     # Lists: `limit` defaults to page_size; larger limits are clamped to max_page_size.
     page_size: int = Field(default=20, ge=1, le=1000)
     max_page_size: int = Field(default=100, ge=1, le=1000)

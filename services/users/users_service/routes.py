@@ -34,23 +34,26 @@ from users_service.settings import UsersSettings
 from users_service.signing import SigningKeys
 from users_service.throttle import LoginThrottle
 
+# The dependencies are `async def` although they never await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per request (servicekit.deps).
 
-def get_settings(request: Request) -> UsersSettings:
+
+async def get_settings(request: Request) -> UsersSettings:
     settings: UsersSettings = request.app.state.settings
     return settings
 
 
-def get_passwords(request: Request) -> Passwords:
+async def get_passwords(request: Request) -> Passwords:
     passwords: Passwords = request.app.state.passwords
     return passwords
 
 
-def get_throttle(request: Request) -> LoginThrottle:
+async def get_throttle(request: Request) -> LoginThrottle:
     throttle: LoginThrottle = request.app.state.throttle
     return throttle
 
 
-def get_signing_keys(request: Request) -> SigningKeys:
+async def get_signing_keys(request: Request) -> SigningKeys:
     keys: SigningKeys = request.app.state.signing_keys
     return keys
 

@@ -1,0 +1,851 @@
+"""The MyThoughts benchmark: real services, real databases, a real load generator (wrk).
+
+    .venv/bin/python bench/run.py --db postgresql      # or: make bench DB=postgresql
+    .venv/bin/python bench/run.py --db sqlite
+    .venv/bin/python bench/run.py --quick              # 5,000 thoughts, 2 s per scenario, SQLite
+
+What it does, in order:
+
+1. Data: `python -m devtools load` fills this run's own databases (SQLite files in the work
+   folder, or the PostgreSQL databases `mythoughts_bench_*`) with --thoughts generated thoughts
+   and their ~1,000 authors' accounts. Idempotent: a second run reuses what is there.
+2. Services: users, thoughts and frontend started with their production command
+   (`python -m <service> serve`), the same WORKERS for all, on free ports, logs in the work folder.
+3. Every scenario: a sanity request checked with Python (the right answer, not just a 200), a
+   short warm-up, then wrk at a fixed concurrency for a fixed time.
+4. Report: a table (req/s, p50/p90/p99, errors including non-2xx, req/s as a fraction of the
+   /healthz ceiling), the resident memory of every worker process, the targets met or missed;
+   the same as JSON in bench/results/ with the machine, versions, date and data size.
+
+Exit status 1 when any request failed (socket error, timeout or non-2xx), when an acknowledged
+thought is missing from the database, or with --check-targets when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devtools.stack import Ports, Stack
+from thoughts_service.loader import COMMON_WORD, RARE_EVERY, RARE_WORD
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+LUA_DIR = BENCH_DIR / "lua"
+RESULTS_DIR = BENCH_DIR / "results"
+PASSWORD = "bench-password"  # noqa: S105 - the generated accounts' password (local only)
+WRITER = "bench-writer"  # the account that posts during "create thought"; its rows are removed
+POSTGRES_BASE = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+PG_DATABASES = {"thoughts": "mythoughts_bench_thoughts", "users": "mythoughts_bench_users"}
+PACKAGES = (
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "granian",
+    "sqlalchemy",
+    "asyncpg",
+    "aiosqlite",
+    "orjson",
+    "argon2-cffi",
+    "httpx",
+    "jinja2",
+)
+
+
+# Targets (issue "Benchmarks: a million thoughts ..."), checked on the measured figures.
+@dataclass(frozen=True)
+class Target:
+    scenario: str
+    text: str
+    check: Callable[[dict[str, Any]], bool]
+
+
+TARGETS = (
+    Target("thought by id", ">= 50% of the /healthz rate", lambda s: s["ceiling_ratio"] >= 0.5),
+    Target("search rare word", "p99 < 50 ms", lambda s: s["p99_ms"] < 50),
+    Target("my thoughts", "p99 < 50 ms", lambda s: s["p99_ms"] < 50),
+    Target("all thoughts", "p99 < 30 ms", lambda s: s["p99_ms"] < 30),
+    Target("create thought", ">= 30% of the /healthz rate", lambda s: s["ceiling_ratio"] >= 0.3),
+)
+RSS_LIMIT_MB = 150
+
+
+@dataclass
+class Scenario:
+    name: str
+    service: str
+    path: str
+    script: str | None = None  # a Lua file of bench/lua/, besides common.lua
+    headers: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    expect: int = 200
+    check: Callable[[httpx.Response], str | None] | None = None
+    method: str = "GET"
+    body: dict[str, str] | None = None
+    # Overrides --connections for this scenario (login: see scenarios()).
+    connections: int | None = None
+
+
+@dataclass
+class Result:
+    name: str
+    url: str
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    timeouts: int
+    statuses: dict[str, int]
+    connections: int = 0
+    ceiling_ratio: float = 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors + self.timeouts
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# Databases -------------------------------------------------------------------------------------
+
+
+class Databases:
+    """The run's two databases: URLs for the services, plain SQL for counting and cleaning."""
+
+    def __init__(self, backend: str, work_dir: Path) -> None:
+        self.backend = backend
+        self.work_dir = work_dir
+
+    def url(self, service: str) -> str:
+        if self.backend == "sqlite":
+            return f"sqlite+aiosqlite:///{self.work_dir / f'{service}.db'}"
+        return (
+            f"{POSTGRES_BASE.replace('postgresql://', 'postgresql+asyncpg://')}/"
+            + (PG_DATABASES[service])
+        )
+
+    def create(self, fresh: bool) -> None:
+        if self.backend == "sqlite":
+            if fresh:
+                for service in PG_DATABASES:
+                    for suffix in ("", "-wal", "-shm"):
+                        (self.work_dir / f"{service}.db{suffix}").unlink(missing_ok=True)
+            return
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES_BASE}/postgres", autocommit=True) as connection:
+            for name in PG_DATABASES.values():
+                if fresh:
+                    connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                exists = connection.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
+                if not exists:
+                    connection.execute(f'CREATE DATABASE "{name}"')
+
+    @contextlib.contextmanager
+    def _connect(self, service: str) -> Iterator[Any]:
+        if self.backend == "sqlite":
+            connection = sqlite3.connect(self.work_dir / f"{service}.db", timeout=30)
+            try:
+                yield connection
+                connection.commit()
+            finally:
+                connection.close()
+            return
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES_BASE}/{PG_DATABASES[service]}") as pg_connection:
+            yield pg_connection
+
+    def query(self, service: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        if self.backend == "postgresql":
+            sql = sql.replace("?", "%s")
+        with self._connect(service) as connection:
+            cursor = connection.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def version(self) -> str:
+        if self.backend == "sqlite":
+            return f"SQLite {sqlite3.sqlite_version}"
+        return str(self.query("thoughts", "SELECT version()")[0][0]).split(" on ")[0]
+
+
+# Services --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.argv, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def workers(self) -> list[int]:
+        """The worker processes of the server (children of the supervisor), or itself."""
+        assert self.process is not None
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return []
+        workers = []
+        for child in children:
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+                if b"resource_tracker" not in cmdline:
+                    workers.append(int(child))
+        return workers or [pid]
+
+
+def memory_of(pid: int) -> dict[str, float]:
+    """Resident memory now and at its peak (VmRSS, VmHWM), in MB, read from /proc."""
+    values: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values["rss_mb" if key == "VmRSS" else "peak_rss_mb"] = int(rest.split()[0]) / 1024
+    return values
+
+
+def build_services(
+    databases: Databases, work_dir: Path, workers: int, extra_env: dict[str, str]
+) -> dict[str, Service]:
+    stack = Stack(
+        var_dir=work_dir,
+        ports=Ports(thoughts=free_port(), users=free_port(), frontend=free_port()),
+        overrides={
+            "thoughts": {"DATABASE_URL": databases.url("thoughts")},
+            "users": {"DATABASE_URL": databases.url("users")},
+        },
+    )
+    stack.ensure_secret_key()
+    keys = stack.keys_dir
+    if not list(keys.glob("*.key.pem")):
+        from users_service.signing import generate_key
+
+        generate_key(keys, "bench-key")
+    services = {}
+    for service in stack.services():
+        env = {**service.env, "WORKERS": str(workers), **extra_env}
+        services[service.name] = Service(
+            service.name, service.argv("serve"), env, service.port, work_dir / f"{service.name}.log"
+        )
+    return services
+
+
+# Load generation -------------------------------------------------------------------------------
+
+
+def wrk_version() -> str:
+    output = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    return (output.stdout + output.stderr).splitlines()[0].strip()
+
+
+def lua_script(scenario: Scenario, work_dir: Path) -> Path:
+    """The scenario's own Lua (if any) followed by the common status counting and summary."""
+    parts = []
+    if scenario.script:
+        parts.append((LUA_DIR / scenario.script).read_text())
+    parts.append((LUA_DIR / "common.lua").read_text())
+    path = work_dir / "lua" / f"{re.sub(r'[^a-z0-9]+', '_', scenario.name)}.lua"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(parts))
+    return path
+
+
+def run_wrk(
+    url: str,
+    scenario: Scenario,
+    script: Path,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int,
+    timeout: int,
+) -> Result:
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={timeout}s",
+        "-s",
+        str(script),
+    ]
+    for name, value in scenario.headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(url)
+    completed = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, **scenario.env}, check=False
+    )
+    line = next((x for x in completed.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
+    if completed.returncode != 0 or line is None:
+        raise RuntimeError(
+            f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
+        )
+    data = json.loads(line.removeprefix("BENCH_RESULT "))
+    statuses = {str(k): int(v) for k, v in data["statuses"].items()}
+    ok = sum(v for k, v in statuses.items() if 200 <= int(k) < 300)
+    errors = data["errors"]
+    latency = data["latency_us"]
+    return Result(
+        name=scenario.name,
+        url=url,
+        rps=round(data["requests"] / (data["duration_us"] / 1e6), 1),
+        p50_ms=latency["p50"] / 1000,
+        p90_ms=latency["p90"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        max_ms=latency["max"] / 1000,
+        requests=data["requests"],
+        non_2xx=sum(statuses.values()) - ok,
+        socket_errors=errors["connect"] + errors["read"] + errors["write"],
+        timeouts=errors["timeout"],
+        statuses=statuses,
+        connections=connections,
+    )
+
+
+# Scenarios -------------------------------------------------------------------------------------
+
+
+def _json_list(
+    check: Callable[[list[dict[str, Any]]], str | None],
+) -> Callable[[httpx.Response], str | None]:
+    def inner(response: httpx.Response) -> str | None:
+        body = response.json()
+        if not isinstance(body, list):
+            return f"expected a JSON list, got {type(body).__name__}"
+        return check(body)
+
+    return inner
+
+
+def _page_of(
+    size: int, predicate: Callable[[dict[str, Any]], bool], what: str
+) -> Callable[[httpx.Response], str | None]:
+    def check(items: list[dict[str, Any]]) -> str | None:
+        if len(items) != size:
+            return f"expected a full page of {size}, got {len(items)}"
+        bad = [item for item in items if not predicate(item)]
+        return f"{len(bad)} items are not {what}: {bad[:1]}" if bad else None
+
+    return _json_list(check)
+
+
+def scenarios(
+    *,
+    min_id: int,
+    max_id: int,
+    author: str,
+    author_token: str,
+    writer_token: str,
+    authors: int,
+    rare_hits: int,
+) -> list[Scenario]:
+    page = 20
+    ids = list(range(min_id, max_id + 1))
+    return [
+        Scenario("healthz", "thoughts", "/healthz"),
+        Scenario(
+            "thought by id",
+            "thoughts",
+            "/api/thoughts/",
+            script="random_id.lua",
+            env={"BENCH_MIN_ID": str(min_id), "BENCH_MAX_ID": str(max_id)},
+            check=None,
+        ),
+        Scenario(
+            "all thoughts",
+            "thoughts",
+            "/api/thoughts/",
+            check=_page_of(page, lambda t: t["id"] in range(min_id, max_id + 1), "loaded ids")
+            if len(ids) >= page
+            else None,
+        ),
+        Scenario(
+            "search rare word",
+            "thoughts",
+            f"/api/thoughts/?search={RARE_WORD}",
+            check=_page_of(
+                min(page, rare_hits), lambda t: RARE_WORD in t["text"].lower(), "matches"
+            ),
+        ),
+        Scenario(
+            "search common word",
+            "thoughts",
+            f"/api/thoughts/?search={COMMON_WORD}",
+            check=_page_of(page, lambda t: COMMON_WORD in t["text"].lower(), "matches"),
+        ),
+        Scenario(
+            "my thoughts",
+            "thoughts",
+            "/api/me/thoughts/",
+            headers={"Authorization": f"Bearer {author_token}"},
+            check=_page_of(page, lambda t: t["username"] == author, f"by {author}"),
+        ),
+        Scenario(
+            "create thought",
+            "thoughts",
+            "/api/me/thoughts/",
+            script="post_thought.lua",
+            headers={"Authorization": f"Bearer {writer_token}"},
+            expect=201,
+            method="POST",
+            body={"text": "A benchmark thought, checked before the load starts."},
+            check=lambda r: None if r.json()["username"] == WRITER else "wrong author",
+        ),
+        Scenario(
+            "login",
+            "users",
+            "/api/login/",
+            script="login.lua",
+            env={"BENCH_AUTHORS": str(authors), "BENCH_PASSWORD": PASSWORD},
+            method="POST",
+            body={"username": "user0001", "password": PASSWORD},
+            # argon2id at its production cost takes a few hundred ms of CPU per login, by
+            # design: at 32 connections requests would only queue for seconds. Four keep both
+            # cores busy and measure the login itself.
+            connections=4,
+            check=lambda r: None if r.json()["Authorized"].startswith("Bearer ") else "no token",
+        ),
+        Scenario(
+            "frontend home",
+            "frontend",
+            "/",
+            headers={"Cookie": f"mt_session={author_token}"},
+            check=lambda r: None if author in r.text and "<li" in r.text else "not a home page",
+        ),
+        Scenario(
+            "frontend search",
+            "frontend",
+            f"/search?search={COMMON_WORD}",
+            check=lambda r: None if r.text.lower().count(COMMON_WORD) >= page else "few matches",
+        ),
+    ]
+
+
+def sanity_check(url: str, scenario: Scenario) -> None:
+    """One request by hand: the scenario must answer correctly before it is measured."""
+    response = httpx.request(
+        scenario.method,
+        url,
+        headers=scenario.headers,
+        json=scenario.body,
+        timeout=30,
+    )
+    if response.status_code != scenario.expect:
+        raise RuntimeError(f"{scenario.name}: {url} answered {response.status_code}")
+    problem = scenario.check(response) if scenario.check else None
+    if problem:
+        raise RuntimeError(f"{scenario.name}: {url}: {problem}")
+
+
+# The run ---------------------------------------------------------------------------------------
+
+
+def login(users_url: str, username: str) -> str:
+    response = httpx.post(
+        f"{users_url}/api/login/", json={"username": username, "password": PASSWORD}, timeout=30
+    )
+    response.raise_for_status()
+    return str(response.json()["Authorized"]).removeprefix("Bearer ")
+
+
+def load_data(databases: Databases, args: argparse.Namespace) -> float:
+    """`python -m devtools load`, the project's own loader; its wall time in seconds."""
+    argv = [
+        sys.executable,
+        "-m",
+        "devtools",
+        "load",
+        "--thoughts",
+        str(args.thoughts),
+        "--authors",
+        str(args.authors),
+        "--password",
+        PASSWORD,
+        "--thoughts-database-url",
+        databases.url("thoughts"),
+        "--users-database-url",
+        databases.url("users"),
+    ]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def print_table(results: list[Result], memory: dict[str, list[dict[str, float]]]) -> None:
+    header = (
+        f"{'scenario':<20} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>7} {'of healthz':>10}"
+    )
+    say(header)
+    say("-" * len(header))
+    for r in results:
+        say(
+            f"{r.name:<20} {r.rps:>8.0f} {r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} "
+            f"{r.errors:>7} {r.ceiling_ratio:>10.2f}"
+        )
+    say("")
+    for name, workers in memory.items():
+        figures = ", ".join(f"{w['rss_mb']:.0f} MB (peak {w['peak_rss_mb']:.0f})" for w in workers)
+        say(f"RSS of {name} workers: {figures}")
+
+
+def evaluate_targets(
+    results: list[Result], memory: dict[str, list[dict[str, float]]]
+) -> list[dict[str, Any]]:
+    by_name = {r.name: asdict(r) for r in results}
+    verdicts = []
+    for target in TARGETS:
+        if target.scenario in by_name:
+            figure = by_name[target.scenario]
+            verdicts.append(
+                {
+                    "scenario": target.scenario,
+                    "target": target.text,
+                    "met": bool(target.check(figure)),
+                    "p99_ms": figure["p99_ms"],
+                    "ceiling_ratio": figure["ceiling_ratio"],
+                }
+            )
+    errors = sum(r.errors for r in results)
+    verdicts.append(
+        {"scenario": "all", "target": "no errors, no timeouts, no non-2xx", "met": errors == 0}
+    )
+    worst = max((w["rss_mb"] for ws in memory.values() for w in ws), default=0.0)
+    verdicts.append(
+        {
+            "scenario": "all",
+            "target": f"RSS per worker < {RSS_LIMIT_MB} MB after the run",
+            "met": worst < RSS_LIMIT_MB,
+            "worst_rss_mb": round(worst, 1),
+        }
+    )
+    return verdicts
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
+
+
+def git_commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    return result.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--thoughts", type=int, default=1_000_000, help="data size")
+    parser.add_argument("--authors", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2, help="WORKERS of every service")
+    parser.add_argument("--connections", type=int, default=32, help="wrk concurrency")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per scenario")
+    parser.add_argument(
+        "--timeout", type=int, default=10, help="wrk's per-request timeout (a timeout is an error)"
+    )
+    parser.add_argument("--only", action="append", help="run only these scenarios (repeatable)")
+    parser.add_argument("--work-dir", type=Path, help="default: var/bench/<db>")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--fresh", action="store_true", help="start from empty databases")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra setting for every service (e.g. LOG_LEVEL=WARNING), to measure a change",
+    )
+    parser.add_argument(
+        "--check-targets", action="store_true", help="exit 1 when a target is missed, too"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="keep the harness honest in CI: SQLite, 5,000 thoughts, 2 s per scenario",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.db = "sqlite"
+        args.thoughts = 5000
+        args.duration = 2
+        args.warmup = 0
+        args.connections = 16
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        say("bench: wrk is not installed (apt-get install wrk)")
+        return 2
+    work_dir = (args.work_dir or ROOT / "var" / "bench" / args.db).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    databases = Databases(args.db, work_dir)
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()
+
+    say(f"bench: {args.db}, {args.thoughts:,} thoughts, work folder {work_dir}")
+    databases.create(args.fresh)
+    load_seconds = load_data(databases, args)
+    # Whatever an interrupted run posted goes first: the data is what the loader made.
+    databases.query("thoughts", "DELETE FROM thoughts WHERE username = ?", WRITER)
+    thoughts_count, min_id, max_id = databases.query(
+        "thoughts", "SELECT count(*), min(id), max(id) FROM thoughts"
+    )[0]
+    top = databases.query(
+        "thoughts",
+        "SELECT username, count(*) AS n FROM thoughts GROUP BY username ORDER BY n DESC LIMIT 1",
+    )[0]
+    author, author_thoughts = str(top[0]), int(top[1])
+    rare_hits = databases.query(
+        "thoughts", "SELECT count(*) FROM thoughts WHERE search_text LIKE ?", f"%{RARE_WORD}%"
+    )[0][0]
+    users_count = databases.query("users", "SELECT count(*) FROM users")[0][0]
+
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    services = build_services(databases, work_dir, args.workers, extra_env)
+    results: list[Result] = []
+    memory: dict[str, list[dict[str, float]]] = {}
+    failures: list[str] = []
+    created_check: dict[str, int] = {}
+    try:
+        for service in services.values():
+            service.start()
+        for service in services.values():
+            service.wait_ready()
+        say("bench: services ready: " + ", ".join(f"{s.name} {s.url}" for s in services.values()))
+
+        users_url = services["users"].url
+        created = httpx.post(
+            f"{users_url}/admin/users/", json={"username": WRITER, "password": PASSWORD}, timeout=30
+        )
+        if created.status_code not in (201, 409):
+            created.raise_for_status()
+        all_scenarios = scenarios(
+            min_id=min_id,
+            max_id=max_id,
+            author=author,
+            author_token=login(users_url, author),
+            writer_token=login(users_url, WRITER),
+            authors=args.authors,
+            rare_hits=rare_hits,
+        )
+        for scenario in all_scenarios:
+            if args.only and scenario.name not in args.only and scenario.name != "healthz":
+                continue
+            url = services[scenario.service].url + scenario.path
+            sanity_check(url, scenario)
+            script = lua_script(scenario, work_dir)
+            wrk = {
+                "connections": scenario.connections or args.connections,
+                "threads": args.threads,
+                "timeout": args.timeout,
+            }
+            if args.warmup:
+                run_wrk(url, scenario, script, seconds=args.warmup, **wrk)
+            before = after = 0
+            if scenario.name == "create thought":
+                before = databases.query(
+                    "thoughts", "SELECT count(*) FROM thoughts WHERE username = ?", WRITER
+                )[0][0]
+            result = run_wrk(url, scenario, script, seconds=args.duration, **wrk)
+            if scenario.name == "create thought":
+                after = databases.query(
+                    "thoughts", "SELECT count(*) FROM thoughts WHERE username = ?", WRITER
+                )[0][0]
+                acknowledged = result.statuses.get("201", 0)
+                created_check = {
+                    "acknowledged_201": acknowledged,
+                    "rows_before": before,
+                    "rows_after": after,
+                    "rows_added": after - before,
+                }
+                if after - before < acknowledged:
+                    failures.append(
+                        f"create thought: {acknowledged} acknowledged but only "
+                        f"{after - before} rows added"
+                    )
+                databases.query("thoughts", "DELETE FROM thoughts WHERE username = ?", WRITER)
+            results.append(result)
+            say(
+                f"  {result.name:<20} {result.rps:>8.0f} req/s  p99 {result.p99_ms:>8.2f} ms  "
+                f"errors {result.errors}"
+            )
+        for service in services.values():
+            memory[service.name] = [memory_of(pid) for pid in service.workers()]
+    finally:
+        for service in services.values():
+            service.stop()
+
+    ceiling = next((r.rps for r in results if r.name == "healthz"), 0.0)
+    for r in results:
+        r.ceiling_ratio = round(r.rps / ceiling, 3) if ceiling else 0.0
+        if r.errors:
+            failures.append(f"{r.name}: {r.errors} failed requests ({r.statuses})")
+    verdicts = evaluate_targets(results, memory)
+
+    say("")
+    say(
+        f"{args.db}, {thoughts_count:,} thoughts, {args.workers} workers per service, "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {os.cpu_count()} cores"
+    )
+    print_table(results, memory)
+    if created_check:
+        say(
+            "create thought: {acknowledged_201} acknowledged (201), {rows_added} rows added".format(
+                **created_check
+            )
+        )
+    say("")
+    for verdict in verdicts:
+        mark = "met" if verdict["met"] else "MISSED"
+        say(f"  [{mark}] {verdict['scenario']}: {verdict['target']}")
+
+    report = {
+        "date": started.isoformat(timespec="seconds"),
+        "database": args.db,
+        "database_version": databases.version(),
+        "quick": args.quick,
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "wrk": wrk_version(),
+        "commit": git_commit(),
+        "settings": {
+            "workers": args.workers,
+            "connections": args.connections,
+            "threads": args.threads,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "timeout_s": args.timeout,
+            "extra_env": extra_env,
+        },
+        "data": {
+            "thoughts": thoughts_count,
+            "users": users_count,
+            "authors": args.authors,
+            "my_thoughts_author": author,
+            "my_thoughts_author_thoughts": author_thoughts,
+            "rare_word": RARE_WORD,
+            "rare_word_hits": rare_hits,
+            "rare_every": RARE_EVERY,
+            "common_word": COMMON_WORD,
+            "load_seconds": round(load_seconds, 1),
+        },
+        "scenarios": [asdict(r) for r in results],
+        "create_thought_check": created_check,
+        "memory_mb": memory,
+        "targets": verdicts,
+        "failures": failures,
+    }
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    path = args.results_dir / f"{stamp}-{args.db}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    say(f"\nbench: results in {path}")
+    if failures:
+        say("bench: FAILED\n  " + "\n  ".join(failures))
+        return 1
+    if args.check_targets and not all(v["met"] for v in verdicts):
+        say("bench: a target was missed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

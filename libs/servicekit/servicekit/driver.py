@@ -1,0 +1,383 @@
+"""The database drivers' own connections, for the few statements a service runs on every request.
+
+SQLAlchemy builds, checks and compiles statements, maps rows and manages sessions; the cost is
+fine for most code, and dominant on a hot path whose query takes the database microseconds. The
+benchmark (bench/README.md) measured, per request on a 2-core machine: a session or even a bare
+`AsyncEngine.connect()` (pool checkout with its pre-ping, which asyncpg runs as BEGIN, ping,
+ROLLBACK) took several times the CPU of asyncpg's own pool running the statement itself. So a
+service can compile its hot statements once with SQLAlchemy and run them here:
+
+- PostgreSQL: an asyncpg pool of `size` connections (statements are prepared and cached by
+  asyncpg). A broken connection is replaced by the pool when it is released.
+- SQLite: reads run inline, on the event loop, on one plain `sqlite3` connection per process
+  (read-only, autocommit). An indexed read takes SQLite 10 to 800 microseconds, less than the
+  two thread switches aiosqlite pays for every call, and a server runs one process per core, so
+  a thread would not add parallelism either. A read that runs longer than the statement
+  timeout is interrupted (SQLite's progress handler), and a read that may be slow (a scan) runs
+  in a thread of its own instead, so that no query blocks the loop for long. Writes go
+  to one connection in a thread of its own, so that waiting for another process's write lock
+  (busy_timeout) never blocks the event loop.
+
+Writes are committed in groups on both (GroupCommit).
+
+Both offer `fetch(sql, arguments)` and `write(sql, arguments)`, with SQL compiled for the
+driver's parameter style (`$1` for asyncpg, `?` for sqlite3). A statement that runs longer than
+the pool's `statement_timeout` raises StatementTimeout. On PostgreSQL that is the server's own
+`statement_timeout` setting of the pool's connections: asyncpg's client-side timeout costs a
+timer per query, a measurable part of a 1 ms request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy.engine import URL
+
+Row = Sequence[Any]
+
+
+class StatementTimeout(Exception):
+    """A statement ran longer than the timeout it was given and was cancelled."""
+
+
+class DriverPool(Protocol):
+    async def fetch(
+        self, sql: str, arguments: Sequence[Any], *, may_be_slow: bool = False
+    ) -> list[Row]:
+        """The rows of a read. `may_be_slow`: the statement may run long (a scan), so SQLite
+        runs it off the event loop."""
+        ...
+
+    async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        """Runs one statement in its own transaction; the rows it returns (RETURNING)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommit(Generic[T, R]):
+    """Items that arrive while a group is being committed form the next group (group commit).
+
+    A service's single-row writes (say, posting a thought) are independent, each in a
+    transaction of its own. Committed one at a time, each pays a whole commit while holding
+    the locks it needs: on PostgreSQL the thoughts service's insert-order lock serialises
+    them, so nothing overlaps; on SQLite the database has one write lock, which two worker
+    processes queue for. Under load, a group of N writes pays for one. Each write is still
+    acknowledged only after the commit that made it durable. If a group fails, its items are
+    retried one by one, so that a bad one fails alone, unless `retryable(error)` says the group
+    may have been committed after all (a connection lost during the commit): then every item
+    fails with that error rather than risk writing it twice. Without concurrent writes a group
+    has one member and waits for nothing.
+    """
+
+    def __init__(
+        self,
+        commit_group: Callable[[list[T]], Awaitable[list[R | BaseException]]],
+        one_by_one: Callable[[list[T]], Awaitable[list[R | BaseException]]],
+        max_group: int = 256,
+        retryable: Callable[[Exception], bool] = lambda _error: True,
+    ) -> None:
+        self._commit_group = commit_group
+        self._one_by_one = one_by_one
+        self._retryable = retryable
+        self._max_group = max_group
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None:
+            # Kept referenced: the loop holds tasks only weakly.
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                group = self._pending[: self._max_group]
+                del self._pending[: self._max_group]
+                items = [item for item, _ in group]
+                outcomes: list[R | BaseException]
+                try:
+                    outcomes = await self._commit_group(items)
+                except Exception as exc:
+                    if self._retryable(exc):
+                        outcomes = await self._one_by_one(items)
+                    else:
+                        outcomes = [exc] * len(items)
+                for (_, future), outcome in zip(group, outcomes, strict=True):
+                    if future.done():
+                        continue  # the caller gave up (cancelled); the write stands
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        except BaseException as exc:
+            # Cancelled (shutdown) or a bug: the fate of the pending writes is unknown.
+            for _, future in self._pending:
+                if not future.done():
+                    future.set_exception(exc)
+            self._pending.clear()
+            raise
+        finally:
+            self._task = None
+
+
+Statement = tuple[str, Sequence[Any]]
+Outcome = list[Row] | BaseException
+
+
+def postgres_statement_failed(error: Exception) -> bool:
+    """True when PostgreSQL refused a statement (its transaction is rolled back, nothing was
+    written); False when the connection failed, maybe after the server committed."""
+    import asyncpg
+
+    return isinstance(error, asyncpg.PostgresError) and not isinstance(
+        error, asyncpg.PostgresConnectionError
+    )
+
+
+async def _keep_session(_connection: Any) -> None:
+    """asyncpg resets a released connection with a query (RESET ALL, UNLISTEN *, unlock all
+    advisory locks, ...): a round trip per request. Statements run here leave no session state
+    behind (no SET, LISTEN, cursor or session-level lock; transaction locks end with their
+    transaction), and asyncpg still rolls back a transaction left open, so nothing is reset."""
+
+
+class PostgresDriverPool:
+    """An asyncpg pool; writes are group-committed (GroupCommit): a group's statements run in
+    one transaction on one connection, so N writes share one WAL flush."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._writes: GroupCommit[Statement, list[Row]] = GroupCommit(
+            self._commit_group, self._one_by_one, retryable=postgres_statement_failed
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        url: URL,
+        *,
+        size: int,
+        server_settings: Mapping[str, str] | None = None,
+        statement_timeout: float | None = None,
+    ) -> PostgresDriverPool:
+        import asyncpg
+
+        settings = dict(server_settings or {})
+        if statement_timeout:
+            settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            server_settings=settings,
+            timeout=5,  # connecting, as the SQLAlchemy engine's connect_args
+            reset=_keep_session,
+        )
+        return cls(pool)
+
+    async def fetch(
+        self, sql: str, arguments: Sequence[Any], *, may_be_slow: bool = False
+    ) -> list[Row]:
+        import asyncpg
+
+        try:
+            rows: list[Row] = await self._pool.fetch(sql, *arguments)
+        except asyncpg.QueryCanceledError as exc:
+            raise StatementTimeout(str(exc)) from None
+        return rows
+
+    async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        return await self._writes.submit((sql, arguments))
+
+    async def _commit_group(self, group: list[Statement]) -> list[Outcome]:
+        if len(group) == 1:  # a transaction of its own already: no BEGIN/COMMIT round trips
+            return await self._one_by_one(group)
+        async with self._pool.acquire() as connection, connection.transaction():
+            return [await connection.fetch(sql, *arguments) for sql, arguments in group]
+
+    async def _one_by_one(self, group: list[Statement]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for sql, arguments in group:
+            try:
+                outcomes.append(await self._pool.fetch(sql, *arguments))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+# SQLite calls the progress handler every this many virtual machine instructions (~0.1 ms).
+_PROGRESS_STEPS = 10_000
+_WRITER_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+)
+
+
+class _Reader:
+    """A read-only connection whose statements are interrupted past a deadline."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        # Autocommit (isolation_level=None): every statement is its own transaction.
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA query_only = ON")
+        # A reader waits only in rare WAL recovery cases; keep such a wait short.
+        self.connection.execute("PRAGMA busy_timeout = 100")
+        self.connection.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
+        self.timeout = timeout
+        self._deadline = float("inf")
+
+    def _past_deadline(self) -> int:
+        return 1 if time.monotonic() > self._deadline else 0
+
+    def fetch(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        self._deadline = time.monotonic() + self.timeout if self.timeout else float("inf")
+        try:
+            return self.connection.execute(sql, arguments).fetchall()
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted":
+                raise StatementTimeout(f"statement interrupted after {self.timeout}s") from None
+            raise
+        finally:
+            self._deadline = float("inf")
+
+
+class SqliteDriverPool:
+    """Reads inline on the event loop (a read that may be slow, in a thread of its own); writes
+    in another thread, in groups (GroupCommit: one thread switch and one acquisition of the
+    write lock per group)."""
+
+    def __init__(self, path: str, statement_timeout: float | None = None) -> None:
+        self._reader = _Reader(path, statement_timeout)
+        self._slow_reader = _Reader(path, statement_timeout)
+        # Used by the writer thread only; group transactions are begun and ended explicitly.
+        self._writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in _WRITER_PRAGMAS:
+            self._writer.execute(pragma)
+        self._slow_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-scan")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._writes: GroupCommit[Statement, list[Row]] = GroupCommit(
+            self._commit_group, self._one_by_one
+        )
+
+    @classmethod
+    async def open(cls, path: str, *, statement_timeout: float | None = None) -> SqliteDriverPool:
+        return cls(path, statement_timeout)
+
+    async def fetch(
+        self, sql: str, arguments: Sequence[Any], *, may_be_slow: bool = False
+    ) -> list[Row]:
+        if may_be_slow:
+            # One at a time per process: a burst of scans queues here instead of taking
+            # every core from the indexed reads.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._slow_thread, self._slow_reader.fetch, sql, arguments
+            )
+        return self._reader.fetch(sql, arguments)
+
+    async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        return await self._writes.submit((sql, arguments))
+
+    async def _commit_group(self, group: list[Statement]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._commit_group_now, group)
+
+    async def _one_by_one(self, group: list[Statement]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._one_by_one_now, group)
+
+    def _commit_group_now(self, group: list[Statement]) -> list[Outcome]:
+        writer = self._writer
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes: list[Outcome] = [
+                writer.execute(sql, arguments).fetchall() for sql, arguments in group
+            ]
+            writer.execute("COMMIT")
+        except BaseException:
+            writer.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _one_by_one_now(self, group: list[Statement]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for sql, arguments in group:
+            try:
+                outcomes.append(self._writer.execute(sql, arguments).fetchall())
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self._slow_thread.shutdown(wait=True)
+        self._reader.connection.close()
+        self._slow_reader.connection.close()
+        self._writer.close()
+
+
+async def open_driver_pool(
+    url: URL,
+    *,
+    size: int,
+    server_settings: Mapping[str, str] | None = None,
+    statement_timeout: float | None = None,
+) -> DriverPool:
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("the driver pool needs an SQLite file, not an in-memory database")
+        return await SqliteDriverPool.open(url.database, statement_timeout=statement_timeout)
+    return await PostgresDriverPool.open(
+        url, size=size, server_settings=server_settings, statement_timeout=statement_timeout
+    )
+
+
+class LazyDriverPool:
+    """Opens the pool on first use (from the running event loop), once. Its options may be
+    changed until then."""
+
+    def __init__(
+        self, url: URL, *, size: int, server_settings: Mapping[str, str] | None = None
+    ) -> None:
+        self.url = url
+        self.size = size
+        self.server_settings = dict(server_settings or {})
+        self.statement_timeout: float | None = None
+        self._pool: DriverPool | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> DriverPool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await open_driver_pool(
+                        self.url,
+                        size=self.size,
+                        server_settings=self.server_settings,
+                        statement_timeout=self.statement_timeout,
+                    )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,76 @@
+"""The benchmark harness keeps working: `bench/run.py --quick` on small SQLite data.
+
+Not a timed test: the quick mode runs every scenario for two seconds on 5,000 thoughts and
+fails only when a request failed (socket error, timeout, non-2xx), when an acknowledged thought
+is missing from the database, or when the harness itself breaks. The figures are not checked:
+they mean nothing on a loaded CI machine. The real runs are `make bench DB=...` (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servicekit.testing import need
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {
+    "healthz",
+    "thought by id",
+    "all thoughts",
+    "search rare word",
+    "search common word",
+    "my thoughts",
+    "create thought",
+    "login",
+    "frontend home",
+    "frontend search",
+}
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        need("wrk is not installed (apt-get install wrk)")
+    results = tmp_path / "results"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--results-dir",
+            str(results),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+
+    (report_path,) = results.glob("*-sqlite-quick.json")
+    report = json.loads(report_path.read_text())
+    assert {scenario["name"] for scenario in report["scenarios"]} == SCENARIOS
+    for scenario in report["scenarios"]:
+        assert scenario["requests"] > 0, scenario
+        assert scenario["non_2xx"] == scenario["socket_errors"] == scenario["timeouts"] == 0
+    created = report["create_thought_check"]
+    assert created["acknowledged_201"] > 0
+    assert created["rows_added"] >= created["acknowledged_201"]
+    assert report["data"]["thoughts"] >= 5000
+    assert report["data"]["rare_word_hits"] > 0
+    assert report["memory_mb"]["thoughts"], "no worker memory measured"
+    assert report["machine"]["cores"] > 0
+    assert report["python"]
+    assert report["database_version"]
+    # The table the README quotes is printed too.
+    assert "of healthz" in completed.stdout
