@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import sqlite3
 import threading
 import time
@@ -231,12 +230,10 @@ _WRITER_PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
-    # No busy handler: SqliteDriverPool._begin waits for the write lock itself.
-    "PRAGMA busy_timeout = 0",
+    "PRAGMA busy_timeout = 5000",
     # The checkpointer thread copies the WAL back into the database instead (see below).
     "PRAGMA wal_autocheckpoint = 0",
 )
-WRITE_LOCK_WAIT_SECONDS = 5.0
 # How often the checkpointer thread copies committed WAL pages into the database file.
 CHECKPOINT_SECONDS = 1.0
 
@@ -337,27 +334,9 @@ class SqliteDriverPool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._one_by_one_now, group)
 
-    def _begin(self) -> None:
-        """BEGIN IMMEDIATE, waiting for the other processes' write lock by polling.
-
-        SQLite's own busy handler sleeps 1, 2, 5, 10, ... up to 100 ms between tries; with two
-        worker processes committing groups back to back, a waiting writer slept through one
-        free moment after another, and posting saw p99 near a second. A short, jittered poll
-        catches the lock when it is released. Gives up after WRITE_LOCK_WAIT_SECONDS.
-        """
-        deadline = time.monotonic() + WRITE_LOCK_WAIT_SECONDS
-        while True:
-            try:
-                self._writer.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.0002 + random.random() * 0.0008)  # noqa: S311 - jitter, not secrets
-
     def _commit_group_now(self, group: list[Statement]) -> list[Outcome]:
         writer = self._writer
-        self._begin()
+        writer.execute("BEGIN IMMEDIATE")  # waits for the write lock (busy_timeout)
         try:
             outcomes: list[Outcome] = [
                 writer.execute(sql, arguments).fetchall() for sql, arguments in group
