@@ -28,7 +28,8 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth services/users/users_service \
-		services/frontend/frontend_service devtools/devtools bench/run.py
+		services/thoughts/thoughts_service services/frontend/frontend_service devtools/devtools \
+		bench/run.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
