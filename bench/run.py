@@ -124,6 +124,9 @@ class Result:
     statuses: dict[str, int]
     connections: int = 0
     ceiling_ratio: float = 0.0
+    # CPU time per request (user + system) of each group of processes during the run:
+    # the services' workers, PostgreSQL's processes and wrk. Where a request's cost goes.
+    cpu_us_per_request: dict[str, float] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:
@@ -265,6 +268,57 @@ class Service:
                 if b"resource_tracker" not in cmdline:
                     workers.append(int(child))
         return workers or [pid]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (utime and stime of /proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # gone: what it used is lost, a rounding error next to a 10 s run
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes on this machine (the bench's backends among them)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by each group of processes between start() and stop()."""
+
+    def __init__(self, services: dict[str, Service], database: str) -> None:
+        self._groups: dict[str, list[int]] = {
+            name: service.workers() for name, service in services.items()
+        }
+        if database == "postgresql":
+            self._groups["postgres"] = postgres_pids()
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        totals = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self._groups.items()}
+        children = os.times()
+        totals["wrk"] = children.children_user + children.children_system
+        return totals
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        end = self._now()
+        return {
+            name: round((end[name] - self._start[name]) * 1e6 / max(requests, 1), 1)
+            for name in end
+        }
 
 
 def memory_of(pid: int) -> dict[str, float]:
@@ -557,6 +611,18 @@ def print_table(results: list[Result], memory: dict[str, list[dict[str, float]]]
             f"{r.errors:>7} {r.ceiling_ratio:>10.2f}"
         )
     say("")
+    groups = list(dict.fromkeys(g for r in results for g in r.cpu_us_per_request))
+    header = f"{'CPU us per request':<20} " + " ".join(f"{g:>9}" for g in groups) + f" {'total':>9}"
+    say(header)
+    say("-" * len(header))
+    for r in results:
+        cpu = r.cpu_us_per_request
+        say(
+            f"{r.name:<20} "
+            + " ".join(f"{cpu.get(g, 0):>9.0f}" for g in groups)
+            + f" {sum(cpu.values()):>9.0f}"
+        )
+    say("")
     for name, workers in memory.items():
         figures = ", ".join(f"{w['rss_mb']:.0f} MB (peak {w['peak_rss_mb']:.0f})" for w in workers)
         say(f"RSS of {name} workers: {figures}")
@@ -738,7 +804,10 @@ def main(argv: list[str] | None = None) -> int:
                 before = databases.query(
                     "thoughts", "SELECT count(*) FROM thoughts WHERE username = ?", WRITER
                 )[0][0]
+            meter = CpuMeter(services, args.db)
+            meter.start()
             result = run_wrk(url, scenario, script, seconds=args.duration, **wrk)
+            result.cpu_us_per_request = meter.per_request(result.requests)
             if scenario.name == "create thought":
                 after = databases.query(
                     "thoughts", "SELECT count(*) FROM thoughts WHERE username = ?", WRITER

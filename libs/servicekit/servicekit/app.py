@@ -55,6 +55,21 @@ class ServiceSpec:
     extra_state: dict[str, Any] = field(default_factory=dict)
 
 
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """Makes the router's routes the app's own, where `app.include_router(router)` would nest it.
+
+    FastAPI (0.165) serves an included router as a nested router that matches a request twice,
+    once to pick the router and again inside it, past every route of the routers before it:
+    on the benchmark's machine ~100 microseconds of a 700 microsecond request. A router's
+    prefix, tags and dependencies are already part of each of its routes (FastAPI applies them
+    when a route is declared), so the routes can join the app's list as they are. Start-up and
+    shutdown hooks of a router would be lost that way: a router with any is refused.
+    """
+    if router.on_startup or router.on_shutdown:
+        raise ValueError("add_routes: the router has start-up or shutdown hooks; use the spec's")
+    app.router.routes.extend(router.routes)
+
+
 def _ops_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -163,9 +178,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
 
     install_problem_handlers(app)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
-    app.include_router(_ops_router())
-    for router in spec.routers:
-        app.include_router(router)
+    for router in (_ops_router(), *spec.routers):
+        add_routes(app, router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

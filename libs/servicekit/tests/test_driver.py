@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from servicekit.driver import GroupCommit, StatementTimeout, open_driver_pool
-from servicekit.testing import DatabaseFactory
+from servicekit.testing import DatabaseFactory, need, postgres_available
 
 DDL = {
     "sqlite": "CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL "
@@ -118,3 +118,165 @@ async def test_a_group_that_may_have_committed_is_not_retried() -> None:
 
     assert all(isinstance(result, ConnectionResetError) for result in results)
     assert retried == []
+
+
+# ConnectionPool: the PostgreSQL driver pool's own connections ----------------------------------
+
+
+@pytest.fixture
+def require_postgresql() -> None:
+    reason = postgres_available()
+    if reason:
+        need(reason)
+
+
+async def _connection_pool(database_factory: DatabaseFactory, size: int) -> Any:
+    import asyncpg
+
+    from servicekit.driver import ConnectionPool
+
+    url = make_url(database_factory.empty("postgresql"))
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    opened: list[Any] = []
+
+    async def connect() -> Any:
+        connection = await asyncpg.connect(dsn)
+        opened.append(connection)
+        return connection
+
+    pool = ConnectionPool(connect, size)
+    await pool.open()
+    return pool, opened
+
+
+async def _backend_pid(pool: Any) -> int:
+    async with pool.connection() as connection:
+        return int(await connection.fetchval("SELECT pg_backend_pid()"))
+
+
+@pytest.mark.usefixtures("require_postgresql")
+async def test_the_pool_reuses_connections_and_never_opens_more_than_its_size(
+    database_factory: DatabaseFactory,
+) -> None:
+    pool, opened = await _connection_pool(database_factory, size=3)
+    try:
+        assert (pool.count, pool.idle) == (1, 1)
+        # One at a time: always the same connection.
+        assert {await _backend_pid(pool) for _ in range(5)} == {await _backend_pid(pool)}
+        assert len(opened) == 1
+
+        # Ten at once on three connections: the others wait their turn, in order, and all run.
+        running = 0
+        most = 0
+
+        async def query(n: int) -> int:
+            nonlocal running, most
+            async with pool.connection() as connection:
+                running += 1
+                most = max(most, running)
+                value = int(await connection.fetchval("SELECT $1::int FROM pg_sleep(0.02)", n))
+                running -= 1
+                return value
+
+        assert await asyncio.gather(*(query(n) for n in range(10))) == list(range(10))
+        assert most == 3
+        assert len(opened) == 3
+        assert (pool.count, pool.idle) == (3, 3)
+    finally:
+        await pool.close()
+    assert pool.count == 0
+    assert all(connection.is_closed() for connection in opened)
+
+
+@pytest.mark.usefixtures("require_postgresql")
+async def test_a_statement_error_keeps_the_connection_a_broken_one_is_replaced(
+    database_factory: DatabaseFactory,
+) -> None:
+    import asyncpg
+
+    pool, _ = await _connection_pool(database_factory, size=2)
+    try:
+        first = await _backend_pid(pool)
+        with pytest.raises(asyncpg.UndefinedTableError):
+            async with pool.connection() as connection:
+                await connection.fetch("SELECT * FROM no_such_table")
+        assert await _backend_pid(pool) == first, "a refused statement cost the connection"
+
+        # The server ends the backend (a restart, an administrator): the next user sees the
+        # error once, the pool drops that connection and opens a new one for the one after.
+        async with pool.connection() as other:
+            await other.execute("SELECT 1")  # keep the first connection busy ...
+            async with pool.connection() as victim:
+                victim_pid = int(await victim.fetchval("SELECT pg_backend_pid()"))
+                assert await other.fetchval("SELECT pg_terminate_backend($1)", victim_pid)
+        await asyncio.sleep(0.1)
+        failures = 0
+        pids = set()
+        for _ in range(4):
+            try:
+                pids.add(await _backend_pid(pool))
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                failures += 1
+        assert failures <= 1
+        assert victim_pid not in pids
+        assert pool.count <= 2
+    finally:
+        await pool.close()
+
+
+@pytest.mark.usefixtures("require_postgresql")
+async def test_a_cancelled_query_or_waiter_leaks_no_connection(
+    database_factory: DatabaseFactory,
+) -> None:
+    pool, opened = await _connection_pool(database_factory, size=1)
+    try:
+
+        async def sleep_in_the_database() -> None:
+            async with pool.connection() as connection:
+                await connection.execute("SELECT pg_sleep(10)")
+
+        busy = asyncio.ensure_future(sleep_in_the_database())
+        await asyncio.sleep(0.1)
+        waiting = asyncio.ensure_future(_backend_pid(pool))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # gives up while queued
+        busy.cancel()  # cancelled inside a query: the connection's state is unknown
+        for task in (waiting, busy):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        # The cancelled query's connection was dropped, not reused; the pool still serves.
+        assert (pool.count, pool.idle) == (0, 0)
+        started = asyncio.get_running_loop().time()
+        assert await _backend_pid(pool) > 0
+        assert asyncio.get_running_loop().time() - started < 5
+        assert (pool.count, pool.idle) == (1, 1)
+        assert opened[0].is_closed()
+    finally:
+        await pool.close()
+
+
+@pytest.mark.usefixtures("require_postgresql")
+async def test_a_waiter_learns_why_when_a_replacement_cannot_connect(
+    database_factory: DatabaseFactory,
+) -> None:
+    from servicekit.driver import ConnectionPool
+
+    pool, _ = await _connection_pool(database_factory, size=1)
+    real_connect = pool._connect
+    try:
+        async with pool.connection() as connection:
+            waiting = asyncio.ensure_future(_backend_pid(pool))
+            await asyncio.sleep(0.05)
+
+            async def refuse() -> Any:
+                raise ConnectionRefusedError("the database is down")
+
+            pool._connect = refuse
+            connection.terminate()  # the holder's connection dies; the waiter needs a new one
+        with pytest.raises(ConnectionRefusedError, match="the database is down"):
+            await asyncio.wait_for(waiting, 5)
+        pool._connect = real_connect
+        assert await _backend_pid(pool) > 0  # the server is back: the pool serves again
+    finally:
+        await pool.close()
+    assert isinstance(pool, ConnectionPool)
