@@ -305,7 +305,9 @@ class CpuMeter:
         self._start: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        totals = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self._groups.items()}
+        totals = {
+            name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self._groups.items()
+        }
         children = os.times()
         totals["wrk"] = children.children_user + children.children_system
         return totals
@@ -316,8 +318,7 @@ class CpuMeter:
     def per_request(self, requests: int) -> dict[str, float]:
         end = self._now()
         return {
-            name: round((end[name] - self._start[name]) * 1e6 / max(requests, 1), 1)
-            for name in end
+            name: round((end[name] - self._start[name]) * 1e6 / max(requests, 1), 1) for name in end
         }
 
 
