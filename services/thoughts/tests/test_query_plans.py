@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -9,26 +10,53 @@ from sqlalchemy import Select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from servicekit.pagination import PageRequest
-from thoughts_service.loader import trigram_index_bulk_mode
+from thoughts_service.loader import TRIGRAM_INDEX, trigram_index_bulk_mode
 from thoughts_service.models import Thought
-from thoughts_service.repository import by_user_statement, search_statement
+from thoughts_service.repository import (
+    SEARCH_WINDOW,
+    SearchSpan,
+    by_user_statement,
+    search_span_statement,
+    search_statement,
+)
 
-TRIGRAM_INDEX = "ix_thoughts_search_text_trgm"
+
+def _sql(connection: AsyncConnection, statement: Select[Thought]) -> str:
+    return str(
+        statement.compile(connection.sync_connection, compile_kwargs={"literal_binds": True})
+    )
 
 
 async def explain(connection: AsyncConnection, statement: Select[Thought]) -> str:
-    sql = str(statement.compile(connection.sync_connection, compile_kwargs={"literal_binds": True}))
     prefix = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
-    rows = (await connection.execute(text(prefix + sql))).all()
+    rows = (await connection.execute(text(prefix + _sql(connection, statement)))).all()
     return "\n".join(str(row[-1]) for row in rows)
 
+
+async def explain_analyze(connection: AsyncConnection, statement: Select[Thought]) -> Any:
+    """PostgreSQL: the plan as run, with actual row counts (JSON)."""
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + _sql(connection, statement)
+    return (await connection.execute(text(sql))).scalar_one()[0]["Plan"]
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+# PostgreSQL: 20,000 thoughts, 16 ids apart, so that the table spans five windows of ids.
+SPACING = 16
+ROWS = 20_000
+# ... and 50 thoughts, 6,400 ids apart (about ten in each window), mention a rare word.
+RARE_IDS = [6400 * n + 3 for n in range(1, 51)]
 
 PAGES = [
     PageRequest(limit=20),
     PageRequest(limit=20, order="desc"),
     # Continuing pages: cursors with most of the table still ahead of them.
     PageRequest(limit=20, order="asc", after=10),
-    PageRequest(limit=20, order="desc", after=20_003),
+    PageRequest(limit=20, order="desc", after=300_003),
 ]
 
 
@@ -48,29 +76,35 @@ async def test_sqlite_search_reads_the_fts5_table_in_page_order(app: Any) -> Non
             assert "TEMP B-TREE" not in mine, mine
 
 
+async def fill_realistically(connection: AsyncConnection) -> None:
+    """Thoughts of hex "words" (already lowercase ASCII, so search_text == text), a few of which
+    mention a rare word; bulk mode ends with fresh statistics, so the planner chooses freely on
+    the table as it is."""
+    async with trigram_index_bulk_mode(connection):
+        await connection.execute(
+            text(
+                "INSERT INTO thoughts (id, username, text, search_text, timestamp) "
+                "SELECT n * :spacing, 'user' || (n % 500), t, t, now() FROM ("
+                "  SELECT n, md5(n::text) || ' ' || md5((n * 7)::text) || ' thought' AS t"
+                "  FROM generate_series(1, :rows) AS n) AS generated"
+            ),
+            {"spacing": SPACING, "rows": ROWS},
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO thoughts (id, username, text, search_text, timestamp) "
+                "SELECT id, 'rare', 'A Zyzzyva ' || id, 'a zyzzyva ' || id, now() "
+                "FROM unnest(CAST(:ids AS bigint[])) AS id"
+            ),
+            {"ids": RARE_IDS},
+        )
+    await connection.commit()
+
+
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
 async def test_postgresql_search_uses_the_trigram_index_at_realistic_size(app: Any) -> None:
     async with app.state.db.engine.connect() as connection:
-        # 20,000 thoughts of hex "words" (already lowercase ASCII, so search_text == text),
-        # a few of which mention a rare word; bulk mode ends with fresh statistics, so the
-        # planner chooses freely on the table as it is.
-        async with trigram_index_bulk_mode(connection):
-            await connection.execute(
-                text(
-                    "INSERT INTO thoughts (username, text, search_text, timestamp) "
-                    "SELECT 'user' || (n % 500), t, t, now() FROM ("
-                    "  SELECT n, md5(n::text) || ' ' || md5((n * 7)::text) || ' thought' AS t"
-                    "  FROM generate_series(1, 20000) AS n) AS generated"
-                )
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO thoughts (username, text, search_text, timestamp) "
-                    "SELECT 'rare', 'A Zyzzyva ' || n, 'a zyzzyva ' || n, now() "
-                    "FROM generate_series(1, 5) AS n"
-                )
-            )
-        await connection.commit()
+        await fill_realistically(connection)
         for page in PAGES:
             plan = await explain(connection, search_statement("postgresql", "ZYZZYVA", page))
             assert TRIGRAM_INDEX in plan, plan
@@ -92,7 +126,42 @@ async def test_postgresql_search_uses_the_trigram_index_at_realistic_size(app: A
             "WHERE search_text LIKE $1 ESCAPE '/' ORDER BY id LIMIT 21"
         )
         for _ in range(8):
-            assert len(await raw.fetch("EXECUTE page('%zyzzyva%')")) == 5
+            assert len(await raw.fetch("EXECUTE page('%zyzzyva%')")) == 21
         plan = "\n".join(row[0] for row in await raw.fetch("EXPLAIN EXECUTE page('%zyzzyva%')"))
         assert TRIGRAM_INDEX in plan, plan
         await raw.execute("DEALLOCATE page")
+
+
+SPANS: list[tuple[PageRequest, int]] = [
+    # A page and the first id it may hold: the newest or oldest thought, or next to the cursor.
+    (PageRequest(limit=20, order="desc"), max(RARE_IDS)),
+    (PageRequest(limit=20, order="asc"), SPACING),
+    (PageRequest(limit=20, order="desc", after=200_000), 199_999),
+    (PageRequest(limit=20, order="asc", after=100_000), 100_001),
+]
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
+async def test_postgresql_search_page_reads_only_the_matches_of_its_windows(app: Any) -> None:
+    async with app.state.db.engine.connect() as connection:
+        await fill_realistically(connection)
+        for page, first_id in SPANS:
+            span = SearchSpan.starting_at(first_id, page.order)
+            assert span is not None
+            plan = await explain_analyze(connection, search_span_statement("ZYZZYVA", page, span))
+            scans = [node for node in plan_nodes(plan) if node.get("Index Name") == TRIGRAM_INDEX]
+            assert len(scans) == 1, plan
+            # The windows are a condition of the index itself ...
+            assert "(ARRAY[(id / 65536)] && '{" in scans[0]["Index Cond"], plan
+            # ... so the index hands over the matches of the span's two windows, not all 50.
+            windows = {span.window, span.next_window}
+            in_windows = [i for i in RARE_IDS if i // SEARCH_WINDOW in windows]
+            assert scans[0]["Actual Rows"] == len(in_windows) < len(RARE_IDS), plan
+            (heap,) = [node for node in plan_nodes(plan) if node["Node Type"] == "Bitmap Heap Scan"]
+            assert heap["Exact Heap Blocks"] <= len(in_windows), plan
+            # A common word needs no index: walking the primary key from the span's first id
+            # (the id range is its index condition) finds a page at once.
+            common = await explain(connection, search_span_statement("thought", page, span))
+            assert "thoughts_pkey" in common, common
+            assert "Index Cond: ((id >= " in common, common
+            assert TRIGRAM_INDEX not in common, common

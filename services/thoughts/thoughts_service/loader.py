@@ -84,8 +84,9 @@ COMMON_WORD = "people"
 RARE_WORD = "zyzzyva"
 RARE_EVERY = 1000
 BATCH = 5000
-# Created by the PostgreSQL branch of migrations/versions/0001.
-TRIGRAM_INDEX = "ix_thoughts_search_text_trgm"
+# The pg_trgm GIN index of search (by id window and trigrams), created by the PostgreSQL branch
+# of migrations/versions/0002 (it replaced 0001's `ix_thoughts_search_text_trgm`).
+TRIGRAM_INDEX = "ix_thoughts_id_window_search_text_trgm"
 # Above this many new rows per row already there, PostgreSQL drops the trigram index and builds
 # it again after the COPY (one sorted build) instead of inserting into it row by row.
 REBUILD_RATIO = 0.5
@@ -193,8 +194,9 @@ def synthetic_rows(
 async def trigram_index_bulk_mode(connection: AsyncConnection) -> AsyncIterator[None]:
     """Around bulk inserts on PostgreSQL: the trigram index queues new entries in its pending
     list and merges them in sorted batches, many times faster than its usual row-by-row updates
-    (migration 0001 turns the pending list off for steady-state searches). Afterwards nothing is
-    left pending and fresh statistics show the planner the table's real size. Elsewhere a no-op.
+    (migration 0002 creates it without a pending list, for steady-state searches). Afterwards
+    nothing is left pending and fresh statistics show the planner the table's real size.
+    Elsewhere a no-op.
     """
     if connection.dialect.name != "postgresql":
         yield

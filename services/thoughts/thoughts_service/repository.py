@@ -8,6 +8,9 @@ building, compiling and executing an ORM statement and turning rows into ORM obj
 half a millisecond of CPU per request, the largest part of a request's cost. The statements stay
 the single source of truth (test_query_plans.py explains them); only their per-request
 overhead is gone. Rarely used writes (deletes) use the ORM session as usual.
+
+A PostgreSQL search page is answered in windows of ids (see SEARCH_WINDOW): the matches in the
+page's two windows first, then, only if those do not fill the page, the matches beyond them.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from sqlalchemy import (
     SQLColumnExpression,
     Text,
     bindparam,
+    cast,
     column,
     delete,
     func,
+    literal_column,
     select,
     table,
     text,
 )
+from sqlalchemy.dialects.postgresql import array
 
 from servicekit.db import Database
 from servicekit.driver import GroupCommit, postgres_statement_failed
@@ -79,6 +85,20 @@ _INSERT_SQLITE = (
 )
 # How SQLAlchemy's SQLite DateTime stores a (naive, UTC) datetime, so that both paths agree.
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+# PostgreSQL search reads ids in windows of this many: window n holds the ids n * SEARCH_WINDOW
+# to (n + 1) * SEARCH_WINDOW - 1, and the trigram index of migration 0002 is keyed by the window
+# (`ARRAY[id / 65536]`) as well as by the trigrams. Without it, a page of a search for a rare
+# word read every match of the table from the heap (978 at a million thoughts) to keep the
+# newest 21. With it, a page asks first for the matches in two windows only (SearchSpan: for a
+# word in 0.1% of the thoughts, 65 to 131 of them, enough for a page), and the index hands over
+# only those. Larger windows read more matches per page; smaller ones more often leave a page
+# short, and the rest of it comes from a plain search beyond the windows. The index's
+# expression holds the same number: change both together, in a migration.
+SEARCH_WINDOW = 65536
+# `ARRAY[id / 65536]`, exactly as indexed (a bound 65536 would not match the index expression).
+_ID_WINDOW = array([Thought.id // literal_column(str(SEARCH_WINDOW), BigInteger)])
+_MAX_ID = 2**63 - 1  # bigint
 
 
 class Deletion(enum.Enum):
@@ -124,6 +144,7 @@ class Kind(enum.Enum):
     SCAN = "scan"  # search for a key shorter than a trigram: filter while walking ids
     FTS = "fts"  # SQLite search: the FTS5 trigram table
     LIKE = "like"  # PostgreSQL search: LIKE served by the pg_trgm GIN index
+    LIKE_WINDOWS = "like windows"  # PostgreSQL search: LIKE within two windows of ids
 
 
 _COLUMNS = (Thought.id, Thought.username, Thought.text, Thought.timestamp)
@@ -178,6 +199,23 @@ def shape(
     statement = base.where(
         Thought.search_text.like(bindparam("pattern", type_=Text), escape=LIKE_ESCAPE)
     )
+    if kind is Kind.LIKE_WINDOWS:
+        # The ids :low to :high, in windows :window and :next_window (see SearchSpan). The
+        # windows are a condition of the index: `&&` of GIN's array operator class, on bigints
+        # like the index's `ARRAY[id / 65536]`. The id range lets a walk of the primary key
+        # (common words) start inside the windows instead of filtering its way there.
+        windows = array(
+            [
+                cast(bindparam("window", type_=BigInteger), BigInteger),
+                cast(bindparam("next_window", type_=BigInteger), BigInteger),
+            ]
+        )
+        statement = statement.where(
+            _ID_WINDOW.overlap(windows),
+            Thought.id >= bindparam("low", type_=BigInteger),
+            Thought.id <= bindparam("high", type_=BigInteger),
+        )
+        return _keyset(statement, Thought.id, order, has_cursor=False)
     return _keyset(statement, Thought.id, order, has_cursor)
 
 
@@ -190,6 +228,50 @@ def _search_values(dialect: str, query: str) -> tuple[Kind, dict[str, Any]]:
     if dialect == "sqlite":
         return Kind.FTS, {"fts_query": fts5_phrase(key)}
     return Kind.LIKE, {"pattern": like_contains_pattern(key)}
+
+
+@dataclass(frozen=True)
+class SearchSpan:
+    """Where a page of a PostgreSQL search looks first: the ids `low` to `high` (both included),
+    from the first id the page may hold to the far end of the next window in page order (see
+    SEARCH_WINDOW). So the span holds the ids of one whole window at least, wherever in its
+    window the page starts (one window alone would hold only a few ids when the page starts
+    near the window's edge, newly begun by the latest thoughts for instance, and the page would
+    mostly come from the slow search beyond it). At most two windows: `window` and
+    `next_window`.
+    """
+
+    window: int
+    next_window: int
+    low: int
+    high: int
+
+    @classmethod
+    def starting_at(cls, first_id: int, order: Order) -> SearchSpan | None:
+        """The span of a page whose first possible id is `first_id` (in `order`); None for ids
+        below zero: PostgreSQL's `id / 65536` rounds those towards zero, Python's `//` down.
+        Identity ids start at 1, so only a made-up cursor gets there; the page is then one plain
+        query."""
+        if not 0 <= first_id <= _MAX_ID:
+            return None
+        window = first_id // SEARCH_WINDOW
+        if order == "desc":
+            low = max(0, (window - 1) * SEARCH_WINDOW)
+            return cls(window, window - 1, low, first_id)
+        high = min(_MAX_ID, (window + 2) * SEARCH_WINDOW - 1)
+        return cls(window, window + 1, first_id, high)
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "window": self.window,
+            "next_window": self.next_window,
+            "low": self.low,
+            "high": self.high,
+        }
+
+    def rest_after(self, order: Order) -> int:
+        """The cursor of the ids beyond the span, in page order."""
+        return self.low if order == "desc" else self.high
 
 
 def _page_values(page: PageRequest) -> dict[str, Any]:
@@ -210,6 +292,17 @@ def search_statement(dialect: str, query: str, page: PageRequest) -> ThoughtSele
     kind, values = _search_values(dialect, query)
     statement = shape(dialect, kind, page.order, page.after is not None)
     return statement.params(**values, **_page_values(page))
+
+
+def search_span_statement(query: str, page: PageRequest, span: SearchSpan) -> ThoughtSelect:
+    """The first SELECT of a PostgreSQL search page, its matches in `span`, with its values bound
+    (for EXPLAIN). The rest of a short page comes from `search_statement` with the cursor
+    `span.rest_after(page.order)`."""
+    kind, values = _search_values("postgresql", query)
+    if kind is not Kind.LIKE:
+        raise ValueError(f"{query!r} is not searched through the trigram index")
+    statement = shape("postgresql", Kind.LIKE_WINDOWS, page.order)
+    return statement.params(**values, **span.values(), limit=page.fetch_limit)
 
 
 @dataclass(frozen=True)
@@ -339,7 +432,35 @@ class ThoughtRepository:
     async def search(self, query: str, page: PageRequest) -> Sequence[ThoughtRow]:
         """Thoughts whose text contains `query` case-insensitively (search.matches), one page."""
         kind, values = _search_values(self.dialect, query)
+        if kind is Kind.LIKE:
+            return await self._search_by_span(values, page)
         return await self._page(kind, page, **values)
+
+    async def _search_by_span(self, values: dict[str, Any], page: PageRequest) -> list[ThoughtRow]:
+        """A page of Kind.LIKE: the matches in the page's span (SearchSpan), then, if they do not
+        fill the page, the rest from the matches beyond it. The same rows as one Kind.LIKE query
+        for the whole page; it costs the span's matches, plus, only when those are too few for
+        a page, what the one query cost."""
+        order = page.order
+        if page.after is not None:
+            first_id = page.after - 1 if order == "desc" else page.after + 1
+        else:
+            # The newest (desc) or oldest (asc) thought: one step down the primary key.
+            edge = await self._fetch(Kind.ALL, {"limit": 1}, order)
+            if not edge:
+                return []
+            first_id = edge[0].id
+        span = SearchSpan.starting_at(first_id, order)
+        if span is None:
+            return await self._page(Kind.LIKE, page, **values)
+        limit = page.fetch_limit
+        rows = await self._fetch(
+            Kind.LIKE_WINDOWS, {**values, **span.values(), "limit": limit}, order
+        )
+        if len(rows) < limit:
+            beyond = {**values, "after": span.rest_after(order), "limit": limit - len(rows)}
+            rows += await self._fetch(Kind.LIKE, beyond, order)
+        return rows
 
     async def delete(self, thought_id: int) -> bool:
         async with self.database.sessionmaker() as session:
