@@ -101,7 +101,7 @@ def test_loader_adds_to_a_loaded_database(database_url: str, db_backend: str) ->
     # Rows number 100, 300, 500 and 700 of the data set, newest first.
     assert found == [701, 501, 301, 101]
     if db_backend == "postgresql":
-        assert options == ["fastupdate=off"]
+        assert options == ["fastupdate=on", "gin_pending_list_limit=256"]
 
 
 def test_synthetic_rows_are_reproducible_and_valid() -> None:

@@ -190,21 +190,26 @@ def synthetic_rows(
         }
 
 
+# The trigram index's storage options as migration 0002 creates it (a small pending list), and
+# during a bulk load (a pending list of 64 MB, merged in a few large sorted batches).
+INDEX_OPTIONS = "fastupdate = on, gin_pending_list_limit = 256"
+BULK_INDEX_OPTIONS = "fastupdate = on, gin_pending_list_limit = 65536"
+
+
 @asynccontextmanager
 async def trigram_index_bulk_mode(connection: AsyncConnection) -> AsyncIterator[None]:
-    """Around bulk inserts on PostgreSQL: the trigram index queues new entries in its pending
-    list and merges them in sorted batches, many times faster than its usual row-by-row updates
-    (migration 0002 creates it without a pending list, for steady-state searches). Afterwards
-    nothing is left pending and fresh statistics show the planner the table's real size.
-    Elsewhere a no-op.
+    """Around bulk inserts on PostgreSQL: the trigram index queues new entries in a large
+    pending list and merges them in big sorted batches, many times faster than through its
+    small steady-state list. Afterwards nothing is left pending, the index has its own options
+    back, and fresh statistics show the planner the table's real size. Elsewhere a no-op.
     """
     if connection.dialect.name != "postgresql":
         yield
         return
-    await connection.execute(text(f"ALTER INDEX {TRIGRAM_INDEX} SET (fastupdate = on)"))
+    await connection.execute(text(f"ALTER INDEX {TRIGRAM_INDEX} SET ({BULK_INDEX_OPTIONS})"))
     yield
     await connection.execute(text(f"SELECT gin_clean_pending_list('{TRIGRAM_INDEX}')"))
-    await connection.execute(text(f"ALTER INDEX {TRIGRAM_INDEX} SET (fastupdate = off)"))
+    await connection.execute(text(f"ALTER INDEX {TRIGRAM_INDEX} SET ({INDEX_OPTIONS})"))
     await connection.execute(text("ANALYZE thoughts"))
 
 
@@ -315,7 +320,7 @@ async def _copy_postgresql(
     one sorted build in `maintenance_work_mem`, several times faster than inserting entries one
     row at a time. Otherwise the index takes the rows through its pending list
     (`trigram_index_bulk_mode`). Either way the index is complete and valid when the transaction
-    commits, keeps `fastupdate = off`, and the table has fresh statistics.
+    commits, has its own storage options (INDEX_OPTIONS), and the table has fresh statistics.
     """
     import asyncpg
 
@@ -331,8 +336,7 @@ async def _copy_postgresql(
             if index_definition:
                 await connection.execute(f"DROP INDEX {TRIGRAM_INDEX}")
             else:
-                await connection.execute(f"ALTER INDEX {TRIGRAM_INDEX} SET (fastupdate = on)")
-                await connection.execute("SET LOCAL gin_pending_list_limit = '64MB'")
+                await connection.execute(f"ALTER INDEX {TRIGRAM_INDEX} SET ({BULK_INDEX_OPTIONS})")
             # One COPY fed by a generator: the server stores rows while Python makes the next.
             await connection.copy_records_to_table(
                 "thoughts", records=_records(rows, progress), columns=COLUMNS
@@ -342,7 +346,7 @@ async def _copy_postgresql(
                 await connection.execute(index_definition)
             else:
                 await connection.execute(f"SELECT gin_clean_pending_list('{TRIGRAM_INDEX}')")
-                await connection.execute(f"ALTER INDEX {TRIGRAM_INDEX} SET (fastupdate = off)")
+                await connection.execute(f"ALTER INDEX {TRIGRAM_INDEX} SET ({INDEX_OPTIONS})")
         await connection.execute("ANALYZE thoughts")
     finally:
         await connection.close()
