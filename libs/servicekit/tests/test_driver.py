@@ -280,3 +280,28 @@ async def test_a_waiter_learns_why_when_a_replacement_cannot_connect(
     finally:
         await pool.close()
     assert isinstance(pool, ConnectionPool)
+
+
+async def test_sqlite_writers_of_two_processes_take_turns(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Two pools on one file stand for two worker processes (a file lock taken through two
+    separate opens conflicts like one taken by two processes): their writers take turns
+    through the writers' lock file, and every write lands once."""
+    url = make_url(database_factory.empty("sqlite"))
+    first = await open_driver_pool(url, size=1)
+    second = await open_driver_pool(url, size=1)
+    try:
+        await first.write(DDL["sqlite"], ())
+        results = await asyncio.gather(
+            *(
+                (first if number % 2 else second).write(INSERT["sqlite"], (f"n{number}",))
+                for number in range(200)
+            )
+        )
+        assert len({rows[0][0] for rows in results}) == 200
+        rows = await second.fetch("SELECT count(*), count(DISTINCT body) FROM notes", ())
+        assert tuple(rows[0]) == (200, 200)
+    finally:
+        await first.close()
+        await second.close()
