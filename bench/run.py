@@ -31,8 +31,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -46,6 +44,7 @@ from typing import Any
 import httpx
 
 from devtools.stack import Ports, Stack
+from servicekit.testing import ServiceProcess, free_port
 from thoughts_service.loader import COMMON_WORD, RARE_EVERY, RARE_WORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,13 +136,6 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # Databases -------------------------------------------------------------------------------------
 
 
@@ -212,46 +204,8 @@ class Databases:
 # Services --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Service:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            self.argv, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+class Service(ServiceProcess):
+    """A service of the benchmark: servicekit's test process, plus its worker processes."""
 
     def workers(self) -> list[int]:
         """The worker processes of the server (children of the supervisor), or itself."""
@@ -767,9 +721,9 @@ def main(argv: list[str] | None = None) -> int:
     created_check: dict[str, int] = {}
     try:
         for service in services.values():
-            service.start()
+            service.launch()
         for service in services.values():
-            service.wait_ready()
+            service.wait_until("/readyz", timeout=90)
         say("bench: services ready: " + ", ".join(f"{s.name} {s.url}" for s in services.values()))
 
         users_url = services["users"].url

@@ -3,6 +3,17 @@
 
 local threads = {}
 
+-- The -H headers (the token) plus a JSON Content-Type, for scripts that POST JSON bodies:
+-- wrk.format() with a header table of its own would drop the -H headers otherwise.
+function json_headers()
+  local headers = {}
+  for name, value in pairs(wrk.headers) do
+    headers[name] = value
+  end
+  headers["Content-Type"] = "application/json"
+  return headers
+end
+
 function setup(thread)
   thread:set("thread_number", #threads + 1)
   table.insert(threads, thread)

@@ -1,15 +1,11 @@
 -- POST a new thought as the token's user (Authorization comes from wrk -H).
 local counter = 0
 
--- wrk.format() with a header table of its own would drop the -H headers (the token).
-headers = {}
+local headers
 
 function init(args)
   math.randomseed(os.time() * 1000 + thread_number)
-  for name, value in pairs(wrk.headers) do
-    headers[name] = value
-  end
-  headers["Content-Type"] = "application/json"
+  headers = json_headers()  -- common.lua
 end
 
 function request()

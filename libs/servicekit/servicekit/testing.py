@@ -170,23 +170,33 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
+        """Launches the process and waits until it answers /healthz."""
+        self.launch()
+        self.wait_until(timeout=timeout)
+        return self
+
+    def launch(self) -> None:
         # The child writes through its own copy of the descriptor: ours is closed at once.
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(  # noqa: S603 - argv built by tests
                 self.argv, env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT
             )
+
+    def wait_until(self, path: str = "/healthz", timeout: float = 30.0) -> None:
+        """Waits until `path` answers 200; stops the process and raises if it never does."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
+                if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} did not become healthy in {timeout}s:\n{self.logs()}")
+        raise RuntimeError(f"{self.name} did not answer {path} in {timeout}s:\n{self.logs()}")
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.process is None or self.process.poll() is not None:

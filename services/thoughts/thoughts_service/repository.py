@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
@@ -127,12 +127,7 @@ class ThoughtRow(NamedTuple):
     timestamp: datetime
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "username": self.username,
-            "text": self.text,
-            "timestamp": self.timestamp,
-        }
+        return self._asdict()
 
 
 class Kind(enum.Enum):
@@ -262,12 +257,8 @@ class SearchSpan:
         return cls(window, window + 1, first_id, high)
 
     def values(self) -> dict[str, Any]:
-        return {
-            "window": self.window,
-            "next_window": self.next_window,
-            "low": self.low,
-            "high": self.high,
-        }
+        """The statement's values: its parameters are named as the fields."""
+        return asdict(self)
 
     def rest_after(self, order: Order) -> int:
         """The cursor of the ids beyond the span, in page order."""
