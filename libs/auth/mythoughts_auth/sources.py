@@ -57,6 +57,10 @@ class JWKSKeySource:
       not log everybody out of every other service. With no good key set yet, every kid is
       unknown, so tokens are refused with 401 rather than raising.
 
+    ``on_refresh(succeeded)`` is told the outcome of every fetch (a service counts them: a
+    failing JWKS refresh means new signing keys go unseen). Its calls are named
+    ``dependency`` (the kit's outgoing-call metrics).
+
     ``http_client`` lets a service share its configured client (timeouts, request-id
     forwarding); without one, a short-lived client is used per fetch, which is fine because
     fetches are rare by construction. ``clock`` exists so tests can move time.
@@ -71,6 +75,8 @@ class JWKSKeySource:
         *,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_refresh: Callable[[bool], None] | None = None,
+        dependency: str = "users",
     ) -> None:
         if cache_seconds <= 0:
             raise ValueError("cache_seconds must be positive")
@@ -84,6 +90,8 @@ class JWKSKeySource:
         self._min_refetch_interval = min_refetch_interval
         self._timeout = timeout_seconds
         self._clock = clock
+        self._on_refresh = on_refresh
+        self._dependency = dependency
         self._keys = KeySet()
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
@@ -142,14 +150,20 @@ class JWKSKeySource:
                 exc,
                 len(self._keys),
             )
+            if self._on_refresh is not None:
+                self._on_refresh(False)
             return False
         self._keys = keys
         self._fetched_at = self._clock()
+        if self._on_refresh is not None:
+            self._on_refresh(True)
         return True
 
     async def _fetch(self) -> KeySet:
         if self._http_client is not None:
-            response = await self._http_client.get(self._url, timeout=self._timeout)
+            response = await self._http_client.get(
+                self._url, timeout=self._timeout, extensions={"dependency": self._dependency}
+            )
         else:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 response = await client.get(self._url)

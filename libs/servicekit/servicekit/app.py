@@ -34,6 +34,7 @@ from servicekit.problems import (
     problem_response,
 )
 from servicekit.settings import ServiceSettings
+from servicekit.tracing import Tracing
 from servicekit.version import VersionInfo, resolve_version
 
 log = logging.getLogger("servicekit.app")
@@ -124,6 +125,9 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     version = resolve_version(settings.version_name, settings.version_sha, spec.package_version)
     configure_logging(settings.service_name, version.version, settings.log_level)
     dependencies = parse_dependencies(settings.dependencies)
+    tracing = Tracing.from_settings(
+        settings.service_name, version.version, settings.otel_exporter_otlp_endpoint
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,6 +157,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
             await app.state.http.aclose()
             if app.state.db is not None:
                 await app.state.db.dispose()
+            if tracing is not None:
+                tracing.shutdown()
             log.info("%s stopped", settings.service_name)
 
     app = FastAPI(
@@ -164,20 +170,26 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     app.state.settings = settings
     app.state.version = version
     app.state.metrics = Metrics(settings.service_name)
+    app.state.tracing = tracing
     app.state.db = (
-        Database(settings.database_url, pool_size=settings.db_pool_size)
+        Database(settings.database_url, pool_size=settings.db_pool_size, tracing=tracing)
         if spec.migrations_dir
         else None
     )
+    if app.state.db is not None:
+        app.state.metrics.watch_pools(app.state.db.pool_stats)
     app.state.migrations_head = head_revision(spec.migrations_dir) if spec.migrations_dir else None
     app.state.http = create_http_client(
-        timeout_seconds=settings.http_timeout_seconds, retries=settings.http_retries
+        timeout_seconds=settings.http_timeout_seconds,
+        retries=settings.http_retries,
+        metrics=app.state.metrics,
+        tracing=tracing,
     )
     for key, value in spec.extra_state.items():
         setattr(app.state, key, value)
 
     install_problem_handlers(app)
-    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics, tracing=tracing)
     for router in (_ops_router(), *spec.routers):
         add_routes(app, router)
 

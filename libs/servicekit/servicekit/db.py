@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from servicekit.driver import DriverPool, LazyDriverPool
+from servicekit.metrics import PoolStats
+from servicekit.tracing import TracedDriverPool, Tracing, trace_sqlalchemy
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -76,9 +78,13 @@ class Database:
         *,
         pool_size: int = 10,
         server_settings: Mapping[str, str] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
+        self._tracing = tracing
+        if tracing is not None:
+            trace_sqlalchemy(self.engine.sync_engine, tracing, self.engine.dialect.name)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._driver = LazyDriverPool(
             self.engine.url, size=pool_size, server_settings=server_settings
@@ -104,9 +110,34 @@ class Database:
     async def driver(self) -> DriverPool:
         """The driver's own connections, for a service's hot statements (servicekit.driver).
 
-        Opened on first use with the same pool size; closed by `dispose()`.
+        Opened on first use with the same pool size; closed by `dispose()`. With tracing on,
+        each statement is a span.
         """
-        return await self._driver.get()
+        pool = await self._driver.get()
+        if self._tracing is not None:
+            return TracedDriverPool(pool, self._tracing, self.dialect)
+        return pool
+
+    def pool_stats(self) -> list[PoolStats]:
+        """The connections of SQLAlchemy's pool and of the driver pool (PostgreSQL), now."""
+        stats = []
+        pool = self.engine.pool
+        if hasattr(pool, "checkedout") and hasattr(pool, "checkedin"):
+            # QueuePool does not say how many wait; in_use at pool_size + max_overflow does.
+            stats.append(PoolStats("sqlalchemy", pool.checkedout(), pool.checkedin(), None))
+        # The driver pool's ConnectionPool, once opened (SQLite's driver has no pool).
+        connections = getattr(getattr(self._driver, "_pool", None), "_pool", None)
+        if connections is not None and hasattr(connections, "count"):
+            idle = connections.idle
+            stats.append(
+                PoolStats(
+                    "driver",
+                    connections.count - idle,
+                    idle,
+                    len(getattr(connections, "_waiters", ())),
+                )
+            )
+        return stats
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

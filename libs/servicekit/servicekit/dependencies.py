@@ -77,7 +77,9 @@ async def check_dependencies(
         last_error = ""
         while True:
             try:
-                response = await client.get(f"{dependency.url}/admin/version/")
+                response = await client.get(
+                    f"{dependency.url}/admin/version/", extensions={"dependency": dependency.name}
+                )
                 response.raise_for_status()
                 version = str(response.json()["version"])
                 break

@@ -1,4 +1,5 @@
-"""JSON logs on stdout: one line per event, each carrying service, version and request id."""
+"""JSON logs on stdout: one line per event, each carrying service, version, request id and the
+trace id (null when tracing is off or the line belongs to no request)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 
 from servicekit.context import current_request_id
+from servicekit.tracing import current_trace_id
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged as a field.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -34,6 +36,7 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "version": self.version,
             "request_id": getattr(record, "request_id", None) or current_request_id(),
+            "trace_id": getattr(record, "trace_id", None) or current_trace_id(),
             "logger": record.name,
             "message": record.getMessage(),
         }

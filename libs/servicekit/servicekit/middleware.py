@@ -1,9 +1,9 @@
 """One pure-ASGI middleware for the request's whole operational life.
 
 It accepts or makes the request id, times the request, writes the access-log line, records the
-metrics by route *template*, and turns an unexpected exception into a 500 problem response
-(the traceback goes to the log, never to the client). Pure ASGI rather than BaseHTTPMiddleware:
-it sits on the hot path of every request.
+metrics by route *template*, makes the request's SERVER span when tracing is on, and turns an
+unexpected exception into a 500 problem response (the traceback goes to the log, never to the
+client). Pure ASGI rather than BaseHTTPMiddleware: it sits on the hot path of every request.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from servicekit.context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from servicekit.metrics import Metrics
 from servicekit.problems import problem_response
+from servicekit.tracing import Tracing, trace_id_var
 
 access_log = logging.getLogger("servicekit.access")
 error_log = logging.getLogger("servicekit.errors")
@@ -32,9 +33,10 @@ def _route_template(scope: Scope) -> str:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, tracing: Tracing | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +54,12 @@ class ObservabilityMiddleware:
         status = 500
         response_started = False
         start = time.perf_counter()
+        tracing = self.tracing
+        if tracing is not None:
+            span, span_token = tracing.start_server_span(
+                scope["method"], scope["path"], scope["headers"]
+            )
+            trace_token = trace_id_var.set(format(span.get_span_context().trace_id, "032x"))
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status, response_started
@@ -92,3 +100,6 @@ class ObservabilityMiddleware:
                 },
             )
             request_id_var.reset(token)
+            if tracing is not None:
+                tracing.end_server_span(span, span_token, scope["method"], route, status)
+                trace_id_var.reset(trace_token)

@@ -75,6 +75,8 @@ class ServiceSettings(BaseSettings):
     dependencies: str = ""
     dependency_wait_seconds: float = Field(default=30.0, ge=0, le=600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Tracing is on when set: spans go to this OTLP/HTTP collector (servicekit.tracing).
+    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("database_url")
     @classmethod

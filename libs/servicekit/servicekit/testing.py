@@ -298,3 +298,30 @@ async def started_apps() -> Any:
     apps = StartedApps()
     yield apps
     await apps.aclose()
+
+
+_SPAN_EXPORTER: Any = None
+
+
+@pytest.fixture
+def span_exporter() -> Any:
+    """The SDK's in-memory span exporter behind this process's tracer provider, emptied.
+
+    Installed once per process (OpenTelemetry allows one global provider). It turns nothing on
+    by itself: a service traces only when its OTEL_EXPORTER_OTLP_ENDPOINT setting is set, and
+    then uses this provider instead of making an OTLP one (servicekit.tracing).
+    """
+    global _SPAN_EXPORTER
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if _SPAN_EXPORTER is None:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        _SPAN_EXPORTER = exporter
+    _SPAN_EXPORTER.clear()
+    return _SPAN_EXPORTER

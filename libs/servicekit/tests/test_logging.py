@@ -75,6 +75,7 @@ async def test_access_line_has_method_route_template_status_and_duration(
         "service": "example",
         "version": "1.4.2",
         "request_id": "trace-access",
+        "trace_id": None,  # tracing is off without OTEL_EXPORTER_OTLP_ENDPOINT
         "logger": "servicekit.access",
         "message": "GET /items/{item_id} 200",
         "method": "GET",

@@ -117,7 +117,9 @@ class Backend:
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self.client.request(method, f"{self.base_url}{path}", **kwargs)
+            response = await self.client.request(
+                method, f"{self.base_url}{path}", extensions={"dependency": self.name}, **kwargs
+            )
         except httpx.TimeoutException:
             reason = "did not answer in time"
         except httpx.TransportError as exc:

@@ -74,6 +74,7 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
                 http_client=app.state.http,
                 cache_seconds=settings.auth_jwks_cache_seconds,
                 min_refetch_interval=settings.auth_jwks_min_refetch_seconds,
+                on_refresh=app.state.thought_metrics.count_jwks_refresh,
             )
             # Warm the cache; a users service that is not up yet only delays the first request.
             await source.refresh()

@@ -18,6 +18,16 @@ class ThoughtMetrics:
         self.searches = metrics.counter(
             "thoughts_searches", "Searches run, by how they were answered.", ("strategy",)
         )
+        # Fetches of the users service's JWKS (thoughts_service.main): failures mean a new
+        # signing key stays unknown here, and tokens signed with it are refused.
+        self.jwks_refreshes = metrics.counter(
+            "auth_jwks_refreshes", "Fetches of the signing keys (JWKS), by outcome.", ("outcome",)
+        )
+        for outcome in ("success", "failure"):
+            self.jwks_refreshes.labels(outcome)
+
+    def count_jwks_refresh(self, succeeded: bool) -> None:
+        self.jwks_refreshes.labels("success" if succeeded else "failure").inc()
 
 
 async def get_thought_metrics(request: Request) -> ThoughtMetrics:

@@ -124,3 +124,25 @@ async def test_usernames_are_throttled_case_insensitively(
     for name in ("bruce", "BRUCE", "Bruce", "bRuce", "brucE"):
         await users.login(name, "wrong")
     assert (await users.login("Bruce", "right")).status_code == 429
+
+
+async def test_logins_are_counted_by_outcome_at_metrics(
+    client: httpx.AsyncClient, users: Any
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    await users.create("mary", "right")
+    assert (await users.login("mary", "right")).status_code == 200
+    for _ in range(5):
+        assert (await users.login("mary", "wrong")).status_code == 401
+    assert (await users.login("mary", "wrong")).status_code == 429
+
+    text = (await client.get("/metrics")).text
+    counts = {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "users_logins_total"
+    }
+    assert counts == {"success": 1.0, "failure": 5.0, "throttled": 1.0}
+    assert "mary" not in text  # no label carries a username

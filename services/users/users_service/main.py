@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from mythoughts_auth import StaticKeySource, TokenVerifier
 from servicekit import ServiceSpec, create_service_app, load_settings
 from users_service import __version__
+from users_service.metrics import LoginMetrics
 from users_service.passwords import Passwords
 from users_service.routes import admin, api
 from users_service.settings import UsersSettings
@@ -52,7 +53,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
     async def stop(app: FastAPI) -> None:
         await app.state.throttle.close()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         ServiceSpec(
             title="Users Backend API",
@@ -72,3 +73,5 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
             },
         ),
     )
+    app.state.login_metrics = LoginMetrics(app.state.metrics)
+    return app

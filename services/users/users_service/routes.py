@@ -19,6 +19,7 @@ from users_service.accounts import (
     delete_user,
     find_user,
 )
+from users_service.metrics import LoginMetrics
 from users_service.passwords import Passwords
 from users_service.schemas import (
     Credentials,
@@ -87,6 +88,7 @@ async def _login(
     settings: UsersSettings,
     credentials: Credentials,
 ) -> str:
+    login_metrics: LoginMetrics = request.app.state.login_metrics
     try:
         user = await check_login(
             session,
@@ -97,13 +99,16 @@ async def _login(
             address=_client_address(request),
         )
     except Throttled as exc:
+        login_metrics.count("throttled")
         raise HTTPException(
             429,
             f"too many failed logins; try again in {exc.retry_after} seconds",
             headers={"Retry-After": str(exc.retry_after)},
         ) from None
     except LoginRefused:
+        login_metrics.count("failure")
         raise HTTPException(401, "wrong username or password") from None
+    login_metrics.count("success")
     return keys.issue(
         user.username,
         issuer=settings.jwt_issuer,
