@@ -11,9 +11,14 @@ from mythoughts_auth.dependencies import (
     optional_username,
     parse_bearer,
 )
-from mythoughts_auth.keys import KeySet, public_jwk
+from mythoughts_auth.keys import KeySet, load_rsa_public_key, public_jwk
 from mythoughts_auth.sources import JWKSKeySource, KeySource, StaticKeySource
-from mythoughts_auth.verify import InvalidToken, TokenVerifier, VerifiedToken
+from mythoughts_auth.verify import (
+    InvalidToken,
+    LegacyCompatibility,
+    TokenVerifier,
+    VerifiedToken,
+)
 
 __all__ = [
     "ALGORITHM",
@@ -22,11 +27,13 @@ __all__ = [
     "JWKSKeySource",
     "KeySet",
     "KeySource",
+    "LegacyCompatibility",
     "OptionalUser",
     "StaticKeySource",
     "TokenVerifier",
     "VerifiedToken",
     "current_username",
+    "load_rsa_public_key",
     "optional_username",
     "parse_bearer",
     "public_jwk",

@@ -180,3 +180,19 @@ def _decode_uint(value: object) -> int:
     except binascii.Error as exc:
         raise ValueError("RSA parameters must be base64url strings") from exc
     return int.from_bytes(raw, "big")
+
+
+def load_rsa_public_key(path: str | os.PathLike[str]) -> RSAPublicKey:
+    """The RSA public key in a PEM file, e.g. the book's services' public key file.
+
+    Accepts SubjectPublicKeyInfo (``BEGIN PUBLIC KEY``, what ``openssl rsa -pubout`` writes)
+    and PKCS#1 (``BEGIN RSA PUBLIC KEY``). ``ValueError`` names the file when it is neither.
+    """
+    file = Path(path)
+    try:
+        key = serialization.load_pem_public_key(file.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{file} is not a PEM-encoded public key") from exc
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError(f"{file} is not an RSA public key")
+    return key

@@ -18,6 +18,7 @@ them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,9 +30,36 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from mythoughts_auth.algorithm import ALGORITHM
 from mythoughts_auth.sources import KeySource
 
+logger = logging.getLogger(__name__)
+
 # Registered claims every token must carry. PyJWT only checks a claim it finds, so requiring them
 # is what makes a token without an expiry (valid forever) or without an audience a failure.
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud"]
+# With legacy compatibility on, our own tokens may come without `aud` (the users service's
+# LEGACY_COMPATIBILITY: the book's verifiers refuse any `aud`); `iss` and the kid still count.
+_REQUIRED_CLAIMS_COMPATIBLE = ["exp", "iat", "iss"]
+# What the book's users service puts in a token, and so all a legacy token must carry.
+_REQUIRED_CLAIMS_LEGACY = ["exp", "iat"]
+# The cache key of the legacy public key (legacy tokens have no kid of their own).
+_LEGACY_KID = "\x00legacy"
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyCompatibility:
+    """Accepting tokens of a mixed fleet during a migration from the book's services.
+
+    With it, a verifier also accepts
+    - our own tokens without ``aud`` (issued by a users service in legacy compatibility mode,
+      so that the book's services, which refuse any ``aud``, accept them too), and
+    - when ``public_key`` is given, the book's own tokens: RS256 with no ``kid`` header and only
+      ``username``, ``iat`` and ``exp``, verified with that one key (the book's public key).
+
+    Everything else stays as strict as without it: RS256 pinned, ``exp``/``iat``/``nbf`` checked
+    with the leeway, a present ``iss`` or ``aud`` must be ours. Off by default; a verifier with it
+    logs a warning, because it accepts tokens no other MyThoughts service would.
+    """
+
+    public_key: RSAPublicKey | None = None
 
 
 class InvalidToken(Exception):
@@ -75,6 +103,7 @@ class TokenVerifier:
         audience: str,
         leeway_seconds: int = 30,
         cache_size: int = 4096,
+        legacy: LegacyCompatibility | None = None,
     ) -> None:
         if not issuer:
             raise ValueError("issuer must not be empty")
@@ -87,6 +116,15 @@ class TokenVerifier:
         self._audience = audience
         self._leeway = leeway_seconds
         self._cache_size = cache_size
+        self._legacy = legacy
+        if legacy is not None:
+            logger.warning(
+                "legacy token compatibility is ON: tokens without an audience%s are accepted; "
+                "turn it off once the book's services are gone",
+                " and the book's tokens without a key id (legacy public key)"
+                if legacy.public_key is not None
+                else "",
+            )
         # token -> (verified token, kid, the key that verified it, accepted until)
         self._cache: OrderedDict[str, tuple[VerifiedToken, str, RSAPublicKey, float]] = (
             OrderedDict()
@@ -97,12 +135,12 @@ class TokenVerifier:
         remembered = self._cache.get(token)
         if remembered is not None:
             verified, kid, key, until = remembered
-            if time.time() < until and await self._key_source.get(kid) is key:
+            if time.time() < until and await self._current_key(kid) is key:
                 self._cache.move_to_end(token)
                 return verified
             del self._cache[token]
         kid, key = await self._signing_key(token)
-        claims = self._decode(token, key)
+        claims = self._decode(token, key, legacy_token=kid == _LEGACY_KID)
         self._check_issued_at(claims)
         verified = VerifiedToken(username=_username(claims), claims=claims)
         if self._cache_size > 0:
@@ -121,6 +159,9 @@ class TokenVerifier:
         if header.get("alg") != ALGORITHM:
             raise InvalidToken("algorithm not allowed")
         kid = header.get("kid")
+        if kid is None and self._legacy is not None and self._legacy.public_key is not None:
+            # The book's tokens have no kid: one key, the configured legacy public key.
+            return _LEGACY_KID, self._legacy.public_key
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("missing key id")
         key = await self._key_source.get(kid)
@@ -128,19 +169,37 @@ class TokenVerifier:
             raise InvalidToken("unknown signing key")
         return kid, key
 
-    def _decode(self, token: str, key: RSAPublicKey) -> dict[str, Any]:
+    async def _current_key(self, kid: str) -> RSAPublicKey | None:
+        if kid == _LEGACY_KID:
+            return self._legacy.public_key if self._legacy is not None else None
+        return await self._key_source.get(kid)
+
+    def _decode(self, token: str, key: RSAPublicKey, *, legacy_token: bool) -> dict[str, Any]:
+        required = _REQUIRED_CLAIMS
+        issuer: str | None = self._issuer
+        audience: str | None = self._audience
+        if self._legacy is not None:
+            payload = _unverified_claims(token)
+            if legacy_token:
+                # The book's tokens carry neither; a legacy token that does must still be ours.
+                required = _REQUIRED_CLAIMS_LEGACY
+                issuer = self._issuer if "iss" in payload else None
+            else:
+                required = _REQUIRED_CLAIMS_COMPATIBLE
+            # Checked only when present: PyJWT refuses an `aud` it was not told to expect.
+            audience = self._audience if "aud" in payload else None
         try:
             return jwt.decode(
                 token,
                 key,
                 # Explicit even though the header was checked: this is the check that counts.
                 algorithms=[ALGORITHM],
-                issuer=self._issuer,
-                audience=self._audience,
+                issuer=issuer,
+                audience=audience,
                 leeway=self._leeway,
                 # iat is checked by _check_issued_at instead of PyJWT, so that a token "issued
                 # in the future" gets its own reason and a non-numeric iat is refused.
-                options={"require": _REQUIRED_CLAIMS, "verify_iat": False},
+                options={"require": required, "verify_iat": False},
             )
         except jwt.ExpiredSignatureError as exc:
             raise InvalidToken("token expired") from exc
@@ -171,6 +230,15 @@ class TokenVerifier:
         # token issued in the future means a badly skewed clock or a forged token.
         if issued_at > time.time() + self._leeway:
             raise InvalidToken("token issued in the future")
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    # Read only to decide which claims to require; the signed decode that follows is the check.
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("malformed token") from exc
+    return claims
 
 
 def _username(claims: dict[str, Any]) -> str:

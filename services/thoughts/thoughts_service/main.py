@@ -8,11 +8,20 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from mythoughts_auth import JWKSKeySource, KeySet, KeySource, StaticKeySource, TokenVerifier
+from mythoughts_auth import (
+    JWKSKeySource,
+    KeySet,
+    KeySource,
+    LegacyCompatibility,
+    StaticKeySource,
+    TokenVerifier,
+    load_rsa_public_key,
+)
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from servicekit.db import Database
 from servicekit.pagination import PageLimits
 from thoughts_service import __version__
+from thoughts_service.full_lists import FullLists
 from thoughts_service.metrics import ThoughtMetrics
 from thoughts_service.routes import admin, api
 from thoughts_service.settings import ThoughtsSettings
@@ -48,6 +57,19 @@ def load_public_keys(settings: ThoughtsSettings) -> KeySet | None:
         raise ConfigError(f"configuration error: AUTH_PUBLIC_KEYS_DIR: {exc}") from None
 
 
+def load_legacy_compatibility(settings: ThoughtsSettings) -> LegacyCompatibility | None:
+    """The mixed-fleet policy of LEGACY_COMPATIBILITY, its key read now (a bad file stops the
+    service before it serves)."""
+    if not settings.legacy_compatibility:
+        return None
+    if settings.auth_legacy_public_key_file is None:
+        return LegacyCompatibility()
+    try:
+        return LegacyCompatibility(load_rsa_public_key(settings.auth_legacy_public_key_file))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"configuration error: AUTH_LEGACY_PUBLIC_KEY_FILE: {exc}") from None
+
+
 def _force_custom_plans(dbapi_connection: Any, _record: Any) -> None:
     # asyncpg prepares every statement; after five runs PostgreSQL may switch a statement to a
     # generic plan, which cannot see the search pattern and so cannot tell a rare word (use the
@@ -62,6 +84,7 @@ def _force_custom_plans(dbapi_connection: Any, _record: Any) -> None:
 def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
     settings = settings or load_settings(ThoughtsSettings)
     public_keys = load_public_keys(settings)
+    legacy = load_legacy_compatibility(settings)
 
     async def install_token_verifier(app: FastAPI) -> None:
         source: KeySource
@@ -83,6 +106,7 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             leeway_seconds=settings.jwt_leeway_seconds,
+            legacy=legacy,
         )
 
     app = create_service_app(
@@ -96,6 +120,11 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
             on_startup=[install_token_verifier],
             extra_state={
                 "page_limits": PageLimits(settings.page_size, settings.max_page_size),
+                "full_lists": (
+                    FullLists(settings.legacy_list_batch_size)
+                    if settings.legacy_compatibility
+                    else None
+                ),
             },
         ),
     )

@@ -24,6 +24,7 @@ from servicekit.pagination import (
     set_next_link,
 )
 from servicekit.problems import problem_openapi_response
+from thoughts_service.full_lists import Fetch, FullLists
 from thoughts_service.metrics import ThoughtMetricsDep
 from thoughts_service.models import USERNAME_MAX
 from thoughts_service.repository import Deletion, RepositoryDep, ThoughtRow, search_strategy
@@ -72,6 +73,19 @@ def _json(content: Any, status_code: int = 200) -> Response:
     )
 
 
+def _full_lists(request: Request) -> FullLists | None:
+    """The whole-list answer of LEGACY_COMPATIBILITY, when on and the request does not page."""
+    full_lists: FullLists | None = getattr(request.app.state, "full_lists", None)
+    return full_lists if full_lists is not None and full_lists.applies(request) else None
+
+
+async def _listed(fetch: Fetch, page: PageRequest, request: Request) -> Response:
+    full_lists = _full_lists(request)
+    if full_lists is not None:
+        return await full_lists.response(fetch, page.order)
+    return _one_page(await fetch(page), page, request)
+
+
 def _one_page(rows: Sequence[ThoughtRow], page: PageRequest, request: Request) -> Response:
     result = paginate(rows, page, key=lambda thought: thought.id)
     response = _json([thought.to_json() for thought in result.items])
@@ -91,8 +105,7 @@ async def list_my_thoughts(
     thoughts: RepositoryDep,
     request: Request,
 ) -> Response:
-    rows = await thoughts.list_by_user(username, page)
-    return _one_page(rows, page, request)
+    return await _listed(lambda batch: thoughts.list_by_user(username, batch), page, request)
 
 
 @api.post(
@@ -169,7 +182,7 @@ async def list_thoughts(
     if search:
         metrics.searches.labels(search_strategy(search).value).inc()
         try:
-            rows = await thoughts.search(search, page)
+            return await _listed(lambda batch: thoughts.search(search, batch), page, request)
         except StatementTimeout:
             # Only a search shorter than a trigram can get here at realistic sizes: it walks
             # the table for a rare pair of characters. Answering nothing beats holding a
@@ -179,9 +192,7 @@ async def list_thoughts(
                 "the search took too long; a longer search text is answered from the index",
                 headers={"Retry-After": "1"},
             ) from None
-    else:
-        rows = await thoughts.list_all(page)
-    return _one_page(rows, page, request)
+    return await _listed(thoughts.list_all, page, request)
 
 
 @api.get(

@@ -33,6 +33,15 @@ class ThoughtsSettings(ThoughtsDatabaseSettings):
     auth_jwks_cache_seconds: float = Field(default=300, gt=0, le=86400)
     auth_jwks_min_refetch_seconds: float = Field(default=30, ge=0, le=3600)
 
+    # A mixed fleet during a migration from the book's services (README, "Taking over"): accept
+    # our tokens without `aud` (a users service in LEGACY_COMPATIBILITY), the book's tokens when
+    # AUTH_LEGACY_PUBLIC_KEY_FILE is its public key, and answer a list request with neither
+    # `limit` nor `cursor` with every row, as the book's clients expect. Off by default.
+    legacy_compatibility: bool = False
+    auth_legacy_public_key_file: Path | None = None
+    # Rows per database read of such a full list, streamed out as they come: bounded memory.
+    legacy_list_batch_size: int = Field(default=1000, ge=1, le=100_000)
+
     # A read that takes longer is cancelled (a search answers 503): no request may hold a
     # database connection, or on SQLite the event loop, for long (see servicekit.driver).
     statement_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
@@ -48,6 +57,11 @@ class ThoughtsSettings(ThoughtsDatabaseSettings):
                 "set exactly one of AUTH_PUBLIC_KEYS_DIR (a folder of <kid>.pub.pem files) or "
                 "AUTH_JWKS_URL (e.g. http://users:8001/.well-known/jwks.json) so that access "
                 "tokens can be verified"
+            )
+        if self.auth_legacy_public_key_file is not None and not self.legacy_compatibility:
+            raise ValueError(
+                "AUTH_LEGACY_PUBLIC_KEY_FILE needs LEGACY_COMPATIBILITY=true (the book's key is "
+                "only for a mixed fleet)"
             )
         if self.page_size > self.max_page_size:
             raise ValueError(

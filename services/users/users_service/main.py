@@ -6,14 +6,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from mythoughts_auth import StaticKeySource, TokenVerifier
-from servicekit import ServiceSpec, create_service_app, load_settings
+from mythoughts_auth import LegacyCompatibility, StaticKeySource, TokenVerifier
+from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from users_service import __version__
 from users_service.metrics import LoginMetrics
 from users_service.passwords import Passwords
 from users_service.routes import admin, api
 from users_service.settings import UsersSettings
-from users_service.signing import load_signing_keys
+from users_service.signing import LEGACY_KID, load_signing_keys
 from users_service.throttle import (
     FailureCounter,
     LoginThrottle,
@@ -34,7 +34,17 @@ public entry point.
 def create_app(settings: UsersSettings | None = None) -> FastAPI:
     settings = settings or load_settings(UsersSettings)
     # Keys are loaded now, not at the first request: a missing key is a start-up error.
-    signing_keys = load_signing_keys(settings.jwt_keys_dir, settings.jwt_signing_kid)
+    if settings.legacy_signing_key_file is not None and not settings.legacy_compatibility:
+        raise ConfigError(
+            "configuration error: LEGACY_SIGNING_KEY_FILE needs LEGACY_COMPATIBILITY=true "
+            "(the book's key is only for a mixed fleet)"
+        )
+    signing_keys = load_signing_keys(
+        settings.jwt_keys_dir, settings.jwt_signing_kid, settings.legacy_signing_key_file
+    )
+    legacy: LegacyCompatibility | None = None
+    if settings.legacy_compatibility:
+        legacy = LegacyCompatibility(signing_keys.public_keys.get(LEGACY_KID))
 
     async def start(app: FastAPI) -> None:
         app.state.passwords = Passwords(settings)
@@ -69,6 +79,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
                     StaticKeySource(signing_keys.key_set()),
                     issuer=settings.jwt_issuer,
                     audience=settings.jwt_audience,
+                    legacy=legacy,
                 ),
             },
         ),

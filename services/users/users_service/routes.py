@@ -112,7 +112,7 @@ async def _login(
     return keys.issue(
         user.username,
         issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        audience=None if settings.legacy_compatibility else settings.jwt_audience,
         ttl_seconds=settings.token_ttl_seconds,
     )
 

@@ -23,6 +23,14 @@ class UsersSettings(ServiceSettings):
     jwt_audience: str = "mythoughts"
     token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
+    # A mixed fleet during a migration from the book's services (README, "Taking over"):
+    # tokens without `aud` and `nbf`, which the book's services accept, and our own verifier
+    # accepting the book's tokens (no kid) signed with the legacy key. Off by default.
+    legacy_compatibility: bool = False
+    # The book's private key file (its PEM as the book's users service reads it). It becomes
+    # kid `legacy` and signs new tokens unless JWT_SIGNING_KID names another key.
+    legacy_signing_key_file: Path | None = None
+
     signup_enabled: bool = False
 
     # Failed-login throttling (successful logins are never counted).

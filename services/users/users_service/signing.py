@@ -38,45 +38,81 @@ class SigningKeys:
     def key_set(self) -> KeySet:
         return KeySet(dict(self.public_keys))
 
-    def issue(self, username: str, *, issuer: str, audience: str, ttl_seconds: int) -> str:
+    def issue(self, username: str, *, issuer: str, audience: str | None, ttl_seconds: int) -> str:
+        """A signed token. ``audience=None`` is the legacy form (LEGACY_COMPATIBILITY):
+        the book's verifiers (PyJWT without an audience) refuse any ``aud``, and raise an
+        uncaught error for an ``nbf`` that a slightly slower clock sees in the future, so such
+        a token carries neither."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "username": username,
             "sub": username,
             "iss": issuer,
-            "aud": audience,
             "iat": now,
-            "nbf": now,
             "exp": now + ttl_seconds,
             "jti": secrets.token_hex(8),
         }
+        if audience is not None:
+            claims["aud"] = audience
+            claims["nbf"] = now
         return jwt.encode(
             claims, self.private_key, algorithm=ALGORITHM, headers={"kid": self.signing_kid}
         )
 
 
-def load_signing_keys(keys_dir: Path, signing_kid: str | None) -> SigningKeys:
+LEGACY_KID = "legacy"
+
+
+def load_signing_keys(
+    keys_dir: Path, signing_kid: str | None, legacy_key_file: Path | None = None
+) -> SigningKeys:
+    """The keys of JWT_KEYS_DIR, plus, when ``legacy_key_file`` is given, the book's private key
+    (its PEM file as the book's users service reads it, PKCS#1 or PKCS#8) as kid ``legacy``,
+    which then signs unless ``signing_kid`` says otherwise: a users service that signs with the
+    book's key makes tokens that the book's services verify with their own public key file."""
+    private: dict[str, rsa.RSAPrivateKey] = {}
+    public: dict[str, rsa.RSAPublicKey] = {}
+    if legacy_key_file is not None:
+        private[LEGACY_KID] = _load_private_key(legacy_key_file)
+        public[LEGACY_KID] = private[LEGACY_KID].public_key()
+        signing_kid = signing_kid or LEGACY_KID
+        if not keys_dir.is_dir():
+            return _chosen(keys_dir, signing_kid, private, public)
     if not keys_dir.is_dir():
         raise ConfigError(
             f"configuration error: JWT_KEYS_DIR {str(keys_dir)!r} does not exist; "
             "create a key with `python -m users_service keys generate`"
         )
-    private: dict[str, rsa.RSAPrivateKey] = {}
-    public: dict[str, rsa.RSAPublicKey] = {}
     for path in sorted(keys_dir.iterdir()):
         if path.name.endswith(PRIVATE_SUFFIX):
             kid = path.name[: -len(PRIVATE_SUFFIX)]
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise ConfigError(f"configuration error: {path} is not an RSA private key")
-            private[kid] = key
-            public[kid] = key.public_key()
+            private[kid] = _load_private_key(path)
+            public[kid] = private[kid].public_key()
         elif path.name.endswith(PUBLIC_SUFFIX):
             kid = path.name[: -len(PUBLIC_SUFFIX)]
             pub = serialization.load_pem_public_key(path.read_bytes())
             if not isinstance(pub, rsa.RSAPublicKey):
                 raise ConfigError(f"configuration error: {path} is not an RSA public key")
             public.setdefault(kid, pub)
+    return _chosen(keys_dir, signing_kid, private, public)
+
+
+def _load_private_key(path: Path) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"configuration error: cannot read private key {path}: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"configuration error: {path} is not an RSA private key")
+    return key
+
+
+def _chosen(
+    keys_dir: Path,
+    signing_kid: str | None,
+    private: dict[str, rsa.RSAPrivateKey],
+    public: dict[str, rsa.RSAPublicKey],
+) -> SigningKeys:
     if not private:
         raise ConfigError(
             f"configuration error: no private key (*{PRIVATE_SUFFIX}) in {keys_dir}; "
