@@ -133,3 +133,34 @@ def test_production_runs_two_replicas_pinned_images_and_no_database() -> None:
                 assert not container["image"].endswith(":dev"), container["image"]
         if obj["kind"] == "Ingress":
             assert "cert-manager.io/cluster-issuer" in obj["metadata"]["annotations"]
+
+
+FLUX = ROOT / "deploy" / "flux"
+
+
+@pytest.mark.parametrize("environment", OVERLAYS)
+def test_flux_follows_main_and_deploys_a_rendering_overlay(environment: str) -> None:
+    """A structural check of the Flux v2 objects (no CRD schema is to be had offline)."""
+    assert KUBECTL
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(FLUX / environment)], check=True, capture_output=True, text=True
+    ).stdout
+    objects = {obj["kind"]: obj for obj in yaml.safe_load_all(out) if obj}
+    source = objects["GitRepository"]
+    assert source["apiVersion"] == "source.toolkit.fluxcd.io/v1"
+    assert source["spec"]["ref"] == {"branch": "main"}
+    assert set(source["spec"]) <= {"interval", "url", "ref", "ignore", "secretRef", "timeout"}
+    flux = objects["Kustomization"]
+    assert flux["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
+    spec = flux["spec"]
+    assert spec["sourceRef"] == {"kind": "GitRepository", "name": source["metadata"]["name"]}
+    assert spec["prune"] is True
+    assert spec["wait"] is True
+    assert spec["path"] == f"./deploy/k8s/overlays/{environment}"
+    deployments = {
+        obj["metadata"]["name"] for obj in render(environment) if obj["kind"] == "Deployment"
+    }
+    checked = {check["name"] for check in spec["healthChecks"] if check["kind"] == "Deployment"}
+    assert checked == deployments
+    for check in spec["healthChecks"]:
+        assert check["namespace"] == "mythoughts"
