@@ -41,7 +41,6 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tqdm import tqdm
 
 from servicekit.db import Database
 from thoughts_service.models import TEXT_MAX, Thought
@@ -368,6 +367,9 @@ def load_with_progress(
         return LoadResult(existing, 0)
     say(f"thoughts: {existing:,} already in {where}; adding {count - existing:,}")
     start = time.perf_counter()
+    # Imported here: tqdm is a development tool, not a dependency of the service's image.
+    from tqdm import tqdm
+
     with tqdm(
         total=count - existing, unit=" thoughts", unit_scale=True, file=sys.stderr, leave=False
     ) as bar:
