@@ -31,11 +31,13 @@ def devtools_run(var_dir: Path, ports: Ports) -> list[str]:
         str(ports.users),
         "--frontend-port",
         str(ports.frontend),
+        "--tasks-port",
+        str(ports.tasks),
     )
 
 
 def test_a_port_in_use_is_named_before_anything_starts(tmp_path):
-    ports = Ports(free_port(), free_port(), free_port())
+    ports = Ports(free_port(), free_port(), free_port(), free_port())
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", ports.users))
         squatter.listen()
@@ -72,7 +74,7 @@ def wait_for(lines: queue.Queue[str], seen: list[str], pattern: str, timeout: fl
 
 def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
     var_dir = tmp_path / "var"
-    ports = Ports(free_port(), free_port(), free_port())
+    ports = Ports(free_port(), free_port(), free_port(), free_port())
     process = subprocess.Popen(
         devtools_run(var_dir, ports),
         stdout=subprocess.PIPE,
@@ -87,7 +89,7 @@ def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
         wait_for(lines, seen, "Press Ctrl-C to stop.", timeout=5)
         site = f"http://127.0.0.1:{ports.frontend}"
         assert any(f"web site      {site}/" in line for line in seen)
-        for name in ("thoughts", "users", "frontend"):
+        for name in ("thoughts", "users", "frontend", "tasks"):
             assert any(re.match(rf"^\d\d:\d\d:\d\d {name} +\| ", line) for line in seen), name
 
         # Log in as a demo user, as the README says.
@@ -107,7 +109,7 @@ def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
         code = process.wait(timeout=30)
     wait_for(lines, seen, "every service stopped", timeout=5)
     assert code == 0
-    for port in (ports.thoughts, ports.users, ports.frontend):
+    for port in (ports.thoughts, ports.users, ports.frontend, ports.tasks):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
 

@@ -53,7 +53,7 @@ def check_ports_free(stack: Stack) -> None:
             + "\n".join(taken)
             + "\nIs MyThoughts already running in another terminal? Stop whatever listens there "
             "(`ss -ltnp` shows it), or choose other ports with "
-            "--thoughts-port/--users-port/--frontend-port."
+            "--thoughts-port/--users-port/--frontend-port/--tasks-port."
         )
 
 
@@ -66,6 +66,7 @@ def banner(stack: Stack) -> str:
             "(log in as bruce/bruce or stephen/stephen)",
             f"  thoughts API  {stack.url(ports.thoughts)}/docs",
             f"  users API     {stack.url(ports.users)}/docs",
+            f"  tasks API     {stack.url(ports.tasks)}/docs",
             "Press Ctrl-C to stop.",
         ]
     )

@@ -25,6 +25,7 @@ class Ports:
     thoughts: int = 8000
     users: int = 8001
     frontend: int = 8002
+    tasks: int = 8003
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,20 @@ class Stack:
                         f"thoughts={thoughts_url}>={MIN_THOUGHTS_VERSION}"
                     ),
                 },
+            ),
+            Service(
+                "tasks",
+                "tasks_service",
+                self.ports.tasks,
+                {
+                    **common,
+                    "PORT": str(self.ports.tasks),
+                    "DATABASE_URL": f"sqlite+aiosqlite:///{self.var_dir / 'tasks.db'}",
+                    # Optional ownership: tokens verified with the users service's JWKS.
+                    "AUTH_JWKS_URL": self.jwks_url,
+                    "DEPENDENCIES": f"users={users_url}>={MIN_USERS_VERSION}",
+                },
+                migrates=True,
             ),
         ]
         return [
