@@ -48,7 +48,11 @@ class LocalSystem:
         self.stack = Stack(
             var_dir=root / "var",
             ports=Ports(
-                thoughts=free_port(), users=free_port(), frontend=free_port(), tasks=free_port()
+                thoughts=free_port(),
+                users=free_port(),
+                frontend=free_port(),
+                tasks=free_port(),
+                frontend_internal=free_port(),
             ),
             overrides=merged,
         )

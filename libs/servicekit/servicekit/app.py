@@ -137,9 +137,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if admin_token is None:
             log.warning(
-                "no ADMIN_TOKEN is configured: /admin/* answers loopback clients without "
-                "credentials; set ADMIN_TOKEN or ADMIN_TOKEN_FILE anywhere but a developer's "
-                "machine"
+                "no ADMIN_TOKEN is configured: /admin/* answers without credentials; "
+                "set ADMIN_TOKEN or ADMIN_TOKEN_FILE anywhere but a developer's loopback"
             )
         if dependencies:
             try:
@@ -218,9 +217,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = declare_admin_security(
-                patch_openapi_validation_responses(schema)
-            )
+            app.openapi_schema = declare_admin_security(patch_openapi_validation_responses(schema))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

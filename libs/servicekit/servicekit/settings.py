@@ -99,6 +99,7 @@ class ServiceSettings(BaseSettings):
         if self.internal_port is not None and self.internal_port == self.port:
             raise ValueError(f"INTERNAL_PORT must differ from PORT ({self.port})")
         return self
+
     # Tracing is on when set: spans go to this OTLP/HTTP collector (servicekit.tracing).
     otel_exporter_otlp_endpoint: str | None = None
 

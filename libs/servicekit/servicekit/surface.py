@@ -15,7 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from servicekit.admin import is_admin_path, normalise_path
 from servicekit.problems import problem_response
 
-INTERNAL_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+INTERNAL_PATHS = frozenset(
+    {"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
 

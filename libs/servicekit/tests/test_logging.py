@@ -38,7 +38,7 @@ async def test_every_line_is_a_json_object_with_service_version_and_request_id(
     entries = json_lines(captured.out)
 
     assert captured.err == ""
-    assert len(entries) == 4  # start-up, access /items, the sync route's own line, access /sync-log
+    assert len(entries) == 5  # no-admin-token warning, start-up, access /items, the sync route's own line, access /sync-log
     for entry in entries:
         assert entry["service"] == "example"
         assert entry["version"] == "1.4.2"
