@@ -41,7 +41,7 @@ def is_admin_path(path: str) -> bool:
 def bearer_token(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
         if name == _AUTHORIZATION:
-            scheme, _, token = value.partition(b" ")
+            scheme, _, token = bytes(value).partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
                 return token.strip()
             return None

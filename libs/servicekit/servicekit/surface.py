@@ -34,8 +34,8 @@ class InternalPortMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        server = scope.get("server")
-        on_internal = bool(server) and server[1] == self.internal_port
+        server: tuple[str, int | None] | None = scope.get("server")
+        on_internal = server is not None and server[1] == self.internal_port
         path = scope["path"]
         if path in PROBE_PATHS or is_internal_path(path) == on_internal:
             await self.app(scope, receive, send)
