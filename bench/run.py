@@ -291,7 +291,12 @@ def build_services(
 ) -> dict[str, Service]:
     stack = Stack(
         var_dir=work_dir,
-        ports=Ports(thoughts=free_port(), users=free_port(), frontend=free_port()),
+        ports=Ports(
+            thoughts=free_port(),
+            users=free_port(),
+            frontend=free_port(),
+            frontend_internal=free_port(),
+        ),
         overrides={
             "thoughts": {"DATABASE_URL": databases.url("thoughts")},
             "users": {"DATABASE_URL": databases.url("users")},

@@ -31,11 +31,15 @@ def devtools_run(var_dir: Path, ports: Ports) -> list[str]:
         str(ports.users),
         "--frontend-port",
         str(ports.frontend),
+        "--tasks-port",
+        str(ports.tasks),
+        "--frontend-internal-port",
+        str(ports.frontend_internal),
     )
 
 
 def test_a_port_in_use_is_named_before_anything_starts(tmp_path):
-    ports = Ports(free_port(), free_port(), free_port())
+    ports = Ports(free_port(), free_port(), free_port(), free_port(), free_port())
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", ports.users))
         squatter.listen()
@@ -72,7 +76,7 @@ def wait_for(lines: queue.Queue[str], seen: list[str], pattern: str, timeout: fl
 
 def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
     var_dir = tmp_path / "var"
-    ports = Ports(free_port(), free_port(), free_port())
+    ports = Ports(free_port(), free_port(), free_port(), free_port(), free_port())
     process = subprocess.Popen(
         devtools_run(var_dir, ports),
         stdout=subprocess.PIPE,
@@ -87,7 +91,7 @@ def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
         wait_for(lines, seen, "Press Ctrl-C to stop.", timeout=5)
         site = f"http://127.0.0.1:{ports.frontend}"
         assert any(f"web site      {site}/" in line for line in seen)
-        for name in ("thoughts", "users", "frontend"):
+        for name in ("thoughts", "users", "frontend", "tasks"):
             assert any(re.match(rf"^\d\d:\d\d:\d\d {name} +\| ", line) for line in seen), name
 
         # Log in as a demo user, as the README says.
@@ -102,12 +106,20 @@ def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
             assert login.status_code == 303
             home = browser.get("/")
             assert "Backward compatibility is a feature" in home.text
+            # Operations are on the internal port only (issue 14, item 13).
+            for path in ("/metrics", "/docs", "/openapi.json", "/admin/version/"):
+                assert browser.get(path).status_code == 404, path
+        internal = f"http://127.0.0.1:{ports.frontend_internal}"
+        assert "http_requests_total" in httpx.get(f"{internal}/metrics").text
+        assert httpx.get(f"{internal}/admin/version/").status_code == 200
+        # No ADMIN_TOKEN in make run: admin routes stay open on loopback, and every service says so.
+        assert any("no ADMIN_TOKEN is configured" in line for line in seen)
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
         code = process.wait(timeout=30)
     wait_for(lines, seen, "every service stopped", timeout=5)
     assert code == 0
-    for port in (ports.thoughts, ports.users, ports.frontend):
+    for port in (ports.thoughts, ports.users, ports.frontend, ports.tasks, ports.frontend_internal):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
 

@@ -52,3 +52,15 @@ def test_every_alert_has_a_firing_and_a_quiet_case_and_a_runbook_section(alert: 
     assert any(case["exp_alerts"] for case in cases), f"{alert}: no case where it fires"
     assert any(not case["exp_alerts"] for case in cases), f"{alert}: no quiet case"
     assert f"## {alert}" in RUNBOOK.read_text(), f"{alert}: no section in RUNBOOK.md"
+
+
+def test_the_kubernetes_prometheus_rule_holds_the_same_rules() -> None:
+    component = PROMETHEUS_DIR.parents[1] / "k8s" / "components" / "monitoring"
+    rule = yaml.safe_load((component / "prometheusrule.yaml").read_text())
+    groups = [
+        group
+        for path in sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+    ]
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["spec"]["groups"] == groups

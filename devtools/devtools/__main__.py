@@ -29,12 +29,25 @@ def _add_system_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thoughts-port", type=int, default=defaults.thoughts)
     parser.add_argument("--users-port", type=int, default=defaults.users)
     parser.add_argument("--frontend-port", type=int, default=defaults.frontend)
+    parser.add_argument("--tasks-port", type=int, default=defaults.tasks)
+    parser.add_argument(
+        "--frontend-internal-port",
+        type=int,
+        default=defaults.frontend_internal,
+        help="the frontend's metrics, docs and admin routes",
+    )
 
 
 def _stack(args: argparse.Namespace) -> Stack:
     return Stack(
         var_dir=(args.var_dir or default_var_dir()).resolve(),
-        ports=Ports(args.thoughts_port, args.users_port, args.frontend_port),
+        ports=Ports(
+            args.thoughts_port,
+            args.users_port,
+            args.frontend_port,
+            args.tasks_port,
+            args.frontend_internal_port,
+        ),
         host=args.host,
     )
 

@@ -38,22 +38,24 @@ def check_ports_free(stack: Stack) -> None:
     """Raises PortInUse naming every service whose port is taken."""
     taken = []
     for service in stack.services():
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # The same option the servers use, so a port in TIME_WAIT does not count as taken.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((stack.host, service.port))
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                taken.append(f"  port {service.port} (for {service.name}) is already in use")
+        for port in service.all_ports:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # The same option the servers use, so a port in TIME_WAIT does not count as taken.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((stack.host, port))
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        raise
+                    taken.append(f"  port {port} (for {service.name}) is already in use")
     if taken:
         raise PortInUse(
             f"cannot start: a port the system needs on {stack.host} is taken\n"
             + "\n".join(taken)
             + "\nIs MyThoughts already running in another terminal? Stop whatever listens there "
             "(`ss -ltnp` shows it), or choose other ports with "
-            "--thoughts-port/--users-port/--frontend-port."
+            "--thoughts-port/--users-port/--frontend-port/--tasks-port/"
+            "--frontend-internal-port."
         )
 
 
@@ -66,6 +68,9 @@ def banner(stack: Stack) -> str:
             "(log in as bruce/bruce or stephen/stephen)",
             f"  thoughts API  {stack.url(ports.thoughts)}/docs",
             f"  users API     {stack.url(ports.users)}/docs",
+            f"  tasks API     {stack.url(ports.tasks)}/docs",
+            f"  frontend ops  {stack.url(ports.frontend_internal)}/metrics   (internal port)",
+            "  admin routes  open to loopback without a token (no ADMIN_TOKEN in make run)",
             "Press Ctrl-C to stop.",
         ]
     )

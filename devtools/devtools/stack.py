@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # The oldest versions each caller accepts (the kit's start-up dependency check).
@@ -25,6 +25,9 @@ class Ports:
     thoughts: int = 8000
     users: int = 8001
     frontend: int = 8002
+    tasks: int = 8003
+    # The frontend's metrics, docs and admin routes: never on its public port.
+    frontend_internal: int = 9002
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class Service:
     port: int
     env: dict[str, str]
     migrates: bool = False
+    internal_port: int | None = None
+
+    @property
+    def all_ports(self) -> tuple[int, ...]:
+        return (self.port,) if self.internal_port is None else (self.port, self.internal_port)
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", self.module, *args]
@@ -108,6 +116,7 @@ class Stack:
                 {
                     **common,
                     "PORT": str(self.ports.frontend),
+                    "INTERNAL_PORT": str(self.ports.frontend_internal),
                     "USERS_URL": users_url,
                     "THOUGHTS_URL": thoughts_url,
                     # Plain HTTP on localhost: Secure cookies would never be sent back.
@@ -118,13 +127,26 @@ class Stack:
                         f"thoughts={thoughts_url}>={MIN_THOUGHTS_VERSION}"
                     ),
                 },
+                internal_port=self.ports.frontend_internal,
+            ),
+            Service(
+                "tasks",
+                "tasks_service",
+                self.ports.tasks,
+                {
+                    **common,
+                    "PORT": str(self.ports.tasks),
+                    "DATABASE_URL": f"sqlite+aiosqlite:///{self.var_dir / 'tasks.db'}",
+                    # Optional ownership: tokens verified with the users service's JWKS.
+                    "AUTH_JWKS_URL": self.jwks_url,
+                    "DEPENDENCIES": f"users={users_url}>={MIN_USERS_VERSION}",
+                },
+                migrates=True,
             ),
         ]
         return [
-            Service(
-                s.name, s.module, s.port, {**s.env, **self.overrides.get(s.name, {})}, s.migrates
-            )
-            for s in definitions
+            replace(service, env={**service.env, **self.overrides.get(service.name, {})})
+            for service in definitions
         ]
 
     def service(self, name: str) -> Service:

@@ -47,7 +47,13 @@ class LocalSystem:
         self.root = root
         self.stack = Stack(
             var_dir=root / "var",
-            ports=Ports(thoughts=free_port(), users=free_port(), frontend=free_port()),
+            ports=Ports(
+                thoughts=free_port(),
+                users=free_port(),
+                frontend=free_port(),
+                tasks=free_port(),
+                frontend_internal=free_port(),
+            ),
             overrides=merged,
         )
         self.names = list(services)

@@ -164,3 +164,26 @@ def test_flux_follows_main_and_deploys_a_rendering_overlay(environment: str) -> 
     assert checked == deployments
     for check in spec["healthChecks"]:
         assert check["namespace"] == "mythoughts"
+
+
+def test_the_ingress_lists_every_frontend_page() -> None:
+    """The Ingress names the frontend's pages one by one: a new page must be added to it."""
+    from frontend_service.pages import router
+
+    (ingress,) = [obj for obj in render("local") if obj["kind"] == "Ingress"]
+    frontend = [
+        (p["path"], p["pathType"])
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+        if p["backend"]["service"]["name"] == "frontend"
+    ]
+
+    def routed(page: str) -> bool:
+        return any(
+            page == path or (kind == "Prefix" and page.startswith(path.rstrip("/") + "/"))
+            for path, kind in frontend
+        )
+
+    pages = {getattr(route, "path", "") for route in router.routes}
+    assert pages
+    assert [page for page in sorted(pages) if not routed(page)] == []

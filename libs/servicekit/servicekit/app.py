@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
+from servicekit.admin import AdminGuardMiddleware, admin_headers, declare_admin_security
 from servicekit.db import Database
 from servicekit.dependencies import DependencyError, check_dependencies, parse_dependencies
 from servicekit.http import create_http_client
@@ -34,6 +35,7 @@ from servicekit.problems import (
     problem_response,
 )
 from servicekit.settings import ServiceSettings
+from servicekit.surface import InternalPortMiddleware
 from servicekit.tracing import Tracing
 from servicekit.version import VersionInfo, resolve_version
 
@@ -129,12 +131,22 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
         settings.service_name, version.version, settings.otel_exporter_otlp_endpoint
     )
 
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if admin_token is None:
+            log.warning(
+                "no ADMIN_TOKEN is configured: /admin/* answers without credentials; "
+                "set ADMIN_TOKEN or ADMIN_TOKEN_FILE anywhere but a developer's loopback"
+            )
         if dependencies:
             try:
                 await check_dependencies(
-                    dependencies, app.state.http, wait_seconds=settings.dependency_wait_seconds
+                    dependencies,
+                    app.state.http,
+                    wait_seconds=settings.dependency_wait_seconds,
+                    headers=admin_headers(admin_token),
                 )
             except DependencyError as exc:
                 # The server logs the failed start-up as a traceback; say why in one line first.
@@ -189,6 +201,10 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
         setattr(app.state, key, value)
 
     install_problem_handlers(app)
+    # Inside the observability middleware, so that refused requests are logged and counted.
+    app.add_middleware(AdminGuardMiddleware, token=admin_token)
+    if settings.internal_port is not None:
+        app.add_middleware(InternalPortMiddleware, internal_port=settings.internal_port)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics, tracing=tracing)
     for router in (_ops_router(), *spec.routers):
         add_routes(app, router)
@@ -201,7 +217,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = patch_openapi_validation_responses(schema)
+            app.openapi_schema = declare_admin_security(patch_openapi_validation_responses(schema))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

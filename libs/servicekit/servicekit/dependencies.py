@@ -69,6 +69,7 @@ async def check_dependencies(
     *,
     wait_seconds: float = 30.0,
     poll_seconds: float = 0.5,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Returns {name: version}; raises DependencyError when one is down or too old."""
     found: dict[str, str] = {}
@@ -78,7 +79,9 @@ async def check_dependencies(
         while True:
             try:
                 response = await client.get(
-                    f"{dependency.url}/admin/version/", extensions={"dependency": dependency.name}
+                    f"{dependency.url}/admin/version/",
+                    headers=headers,
+                    extensions={"dependency": dependency.name},
                 )
                 response.raise_for_status()
                 version = str(response.json()["version"])

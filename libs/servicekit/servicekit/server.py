@@ -50,13 +50,22 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port with SO_REUSEPORT, ready to be handed to a worker."""
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port, ready to be handed to a server or a worker.
+
+    SO_REUSEPORT only for the workers of one supervisor: on a lone server it would let a second
+    instance bind the same port without an error.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.set_inheritable(True)
     return sock
 
@@ -72,9 +81,11 @@ class ReusePortMultiprocess(uvicorn.supervisors.Multiprocess):
     supervisor (re)starts gets a new socket of its own: uvicorn reads `self.sockets` each time.
     """
 
+    ports: tuple[int, ...] = ()
+
     @property
     def sockets(self) -> list[socket.socket]:
-        return [reuse_port_socket(self.config.host, self.config.port)]
+        return [listening_socket(self.config.host, port, reuse_port=True) for port in self.ports]
 
     @sockets.setter
     def sockets(self, _value: Any) -> None:
@@ -90,6 +101,7 @@ def serve_settings(app: str, settings: ServiceSettings) -> None:
         workers=settings.workers,
         drain_seconds=settings.shutdown_drain_seconds,
         log_level=settings.log_level,
+        internal_port=settings.internal_port,
     )
 
 
@@ -101,8 +113,14 @@ def serve(
     workers: int = 1,
     drain_seconds: float = 0.0,
     log_level: str = "info",
+    internal_port: int | None = None,
 ) -> None:
-    """Runs `app` ("module:factory", an app factory) until SIGTERM/SIGINT."""
+    """Runs `app` ("module:factory", an app factory) until SIGTERM/SIGINT.
+
+    With `internal_port`, the same app listens on that port too; the kit's
+    InternalPortMiddleware decides which routes each port serves.
+    """
+    ports = (port,) if internal_port is None else (port, internal_port)
     config = uvicorn.Config(
         app,
         factory=True,
@@ -121,10 +139,16 @@ def serve(
     if workers > 1:
         # uvicorn's supervisor builds plain servers in its workers: they still finish in-flight
         # requests on SIGTERM, without the readiness drain. Kubernetes runs one worker per pod.
-        # Binding once here first fails fast, with uvicorn's message, when the port is taken.
-        config.bind_socket().close()
-        ReusePortMultiprocess(config, sockets=[]).run()
+        # Binding once here first fails fast, with a message, when a port is taken.
+        for probe in [listening_socket(host, p) for p in ports]:
+            probe.close()
+        supervisor = ReusePortMultiprocess(config, sockets=[])
+        supervisor.ports = ports
+        supervisor.run()
         return
     server = DrainingServer(config)
     server.drain_seconds = drain_seconds
-    server.run()
+    sockets = [listening_socket(host, p) for p in ports]
+    for sock in sockets:
+        log.info("listening on http://%s:%d", host, sock.getsockname()[1])
+    server.run(sockets=sockets)

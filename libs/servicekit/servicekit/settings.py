@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -75,6 +75,31 @@ class ServiceSettings(BaseSettings):
     dependencies: str = ""
     dependency_wait_seconds: float = Field(default=30.0, ge=0, le=600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # The bearer token every /admin/* request must carry (servicekit.admin). Unset: admin routes
+    # answer loopback clients only, with a warning at start-up. Give it as ADMIN_TOKEN_FILE.
+    admin_token: SecretStr | None = None
+    # A second port for /metrics, /docs, /openapi.json and /admin/* (servicekit.surface), which
+    # the main port then no longer serves. Unset: one port serves everything.
+    internal_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        from servicekit.admin import MIN_ADMIN_TOKEN_LENGTH
+
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN_LENGTH} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServiceSettings:
+        if self.internal_port is not None and self.internal_port == self.port:
+            raise ValueError(f"INTERNAL_PORT must differ from PORT ({self.port})")
+        return self
+
     # Tracing is on when set: spans go to this OTLP/HTTP collector (servicekit.tracing).
     otel_exporter_otlp_endpoint: str | None = None
 

@@ -30,7 +30,8 @@ async def test_every_line_is_a_json_object_with_service_version_and_request_id(
     make_settings: Callable[..., Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    client = await start_app(make_settings())
+    # With an admin token, so that the start-up has no "no ADMIN_TOKEN" warning line.
+    client = await start_app(make_settings(admin_token="test-admin-token-0123456789"))
     items = await client.get("/items/42", headers={"X-Request-ID": "trace-42"})
     threaded = await client.get("/sync-log")
 

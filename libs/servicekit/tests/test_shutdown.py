@@ -155,6 +155,7 @@ def test_serve_settings_runs_the_server_with_the_service_settings(
                 "workers": 3,
                 "drain_seconds": 2.5,
                 "log_level": "warning",
+                "internal_port": None,
             },
         )
     ]
