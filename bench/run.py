@@ -295,6 +295,7 @@ def build_services(
             thoughts=free_port(),
             users=free_port(),
             frontend=free_port(),
+            tasks=free_port(),
             frontend_internal=free_port(),
         ),
         overrides={
@@ -309,7 +310,8 @@ def build_services(
 
         generate_key(keys, "bench-key")
     services = {}
-    for service in stack.services():
+    # The scenarios exercise users, thoughts and the frontend; the tasks service is not benched.
+    for service in (s for s in stack.services() if s.name != "tasks"):
         env = {**service.env, "WORKERS": str(workers), **extra_env}
         services[service.name] = Service(
             service.name, service.argv("serve"), env, service.port, work_dir / f"{service.name}.log"

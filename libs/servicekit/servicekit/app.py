@@ -217,7 +217,9 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = declare_admin_security(patch_openapi_validation_responses(schema))
+            schema = patch_openapi_validation_responses(schema)
+            # Only a configured token guards admin routes; the schema says what the server does.
+            app.openapi_schema = declare_admin_security(schema) if admin_token else schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
