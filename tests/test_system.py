@@ -130,3 +130,26 @@ def test_tokens_never_reach_the_logs_or_urls(system):
     for service in ("frontend", "users", "thoughts"):
         assert session not in system.logs(service)
         assert "bruce" not in [r.get("password") for r in log_records(system.logs(service))]
+
+
+def test_a_token_from_users_owns_a_task_list_in_tasks(system):
+    username, password = f"tasker {uuid.uuid4().hex[:6]}", "s3cret-pass"
+    system.create_user(username, password)
+    auth = {"Authorization": f"Bearer {system.login_token(username, password)}"}
+    tasks = system.url("tasks")
+    text = f"buy milk {uuid.uuid4().hex}"
+
+    # tasks verifies the token with the keys it fetched from users' JWKS URL: the task lands on
+    # this user's own list, not on the shared list anonymous clients see.
+    saved = httpx.post(f"{tasks}/task", content=json.dumps({"task": text}), headers=auth)
+    assert saved.json() == {"message": "Task saved successfully!"}
+
+    def listed(**headers: str) -> list[str]:
+        listing = httpx.get(f"{tasks}/tasks", headers=headers).json()["data"]
+        return [task["task"] for task in listing]
+
+    assert text in listed(**auth)
+    assert text not in listed()
+
+    forged = {"Authorization": "Bearer " + auth["Authorization"].split()[1][:-4] + "AAAA"}
+    assert httpx.get(f"{tasks}/tasks", headers=forged).status_code == 401

@@ -28,6 +28,7 @@ TEST_OVERRIDES: dict[str, dict[str, str]] = {
     },
     "thoughts": {},
     "frontend": {},
+    "tasks": {},
 }
 
 
@@ -37,12 +38,12 @@ class LocalSystem:
     def __init__(
         self,
         root: Path,
-        services: Iterable[str] = ("thoughts", "users", "frontend"),
+        services: Iterable[str] = ("thoughts", "users", "frontend", "tasks"),
         overrides: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         merged = {
             name: {**TEST_OVERRIDES.get(name, {}), **(overrides or {}).get(name, {})}
-            for name in ("thoughts", "users", "frontend")
+            for name in ("thoughts", "users", "frontend", "tasks")
         }
         self.root = root
         self.stack = Stack(
@@ -77,6 +78,7 @@ class LocalSystem:
         """What `Stack.prepare` does with the services' commands, done in this process: the
         same functions, without paying three interpreter start-ups per test session."""
         from servicekit.migrations import upgrade
+        from tasks_service.main import MIGRATIONS_DIR as TASKS_MIGRATIONS
         from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
         from users_service.main import MIGRATIONS_DIR as USERS_MIGRATIONS
         from users_service.signing import generate_key
@@ -85,13 +87,19 @@ class LocalSystem:
         if not list(self.stack.keys_dir.glob("*.key.pem")):
             generate_key(self.stack.keys_dir, "test-key")
         self.stack.ensure_secret_key()
-        migrations = {"users": USERS_MIGRATIONS, "thoughts": THOUGHTS_MIGRATIONS}
+        migrations = {
+            "users": USERS_MIGRATIONS,
+            "thoughts": THOUGHTS_MIGRATIONS,
+            "tasks": TASKS_MIGRATIONS,
+        }
 
         # In a worker thread: Alembic runs its own event loop, which cannot start in a thread that
         # already has one running (async tests, Playwright's sync API). One at a time: Alembic's
         # migration context is process-global.
         def migrate_all() -> None:
             for name, migrations_dir in migrations.items():
+                if name not in self.names:
+                    continue
                 upgrade(migrations_dir, self.stack.service(name).env["DATABASE_URL"])
 
         with ThreadPoolExecutor(1) as pool:
