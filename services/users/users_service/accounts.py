@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from users_service.models import User
 from users_service.passwords import Passwords
-from users_service.throttle import LoginThrottle
+from users_service.throttle import CountersUnavailable, LoginThrottle, Throttled
+
+__all__ = ["CountersUnavailable", "LoginRefused", "Throttled", "UsernameTaken"]
 
 
 class UsernameTaken(Exception):
@@ -19,11 +19,6 @@ class UsernameTaken(Exception):
 
 class LoginRefused(Exception):
     pass
-
-
-@dataclass
-class Throttled(Exception):
-    retry_after: int
 
 
 async def create_user(
@@ -58,17 +53,18 @@ async def check_login(
     password: str,
     address: str,
 ) -> User:
-    """Returns the user, or raises Throttled / LoginRefused. Only failures are counted."""
-    wait = await throttle.retry_after(username, address)
-    if wait is not None:
-        raise Throttled(wait)
+    """Returns the user, or raises Throttled / LoginRefused (see users_service.throttle)."""
     user = await find_user(session, username)
+    # Counted by the account's id, so that only its own success clears its counters; a name
+    # without an account by its folded form, so that guessing it costs what guessing one does.
+    account = f"id:{user.id}" if user else f"name:{username.casefold()}"
+    attempt = await throttle.begin(account, address)
     if not await passwords.verify(user.password_hash if user else None, password):
-        await throttle.record_failure(username, address)
+        await throttle.failed(attempt)
         raise LoginRefused
     assert user is not None
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash(password)
         await session.commit()
-    await throttle.record_success(username, address)
+    await throttle.succeeded(attempt)
     return user

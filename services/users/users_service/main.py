@@ -49,15 +49,16 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
     async def start(app: FastAPI) -> None:
         app.state.passwords = Passwords(settings)
         counter: FailureCounter = (
-            RedisFailureCounter(settings.redis_url)
+            RedisFailureCounter(settings.redis_url, f"{settings.redis_prefix}login-failures:")
             if settings.redis_url
             else MemoryFailureCounter()
         )
         app.state.throttle = LoginThrottle(
             counter,
             window_seconds=settings.login_failure_window_seconds,
-            max_per_username=settings.login_max_failures_per_username,
+            max_per_client=settings.login_max_failures_per_username,
             max_per_address=settings.login_max_failures_per_address,
+            backoff_max_seconds=settings.login_backoff_max_seconds,
         )
 
     async def stop(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from mythoughts_auth import CurrentUser
 from servicekit import SessionDep, body_openapi, form_or_json
 from servicekit.problems import problem_openapi_response, problem_response
 from users_service.accounts import (
+    CountersUnavailable,
     LoginRefused,
     Throttled,
     UsernameTaken,
@@ -104,6 +105,10 @@ async def _login(
             429,
             f"too many failed logins; try again in {exc.retry_after} seconds",
             headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    except CountersUnavailable:
+        raise HTTPException(
+            503, "the login throttle's counters are unavailable", headers={"Retry-After": "5"}
         ) from None
     except LoginRefused:
         login_metrics.count("failure")

@@ -33,11 +33,15 @@ class UsersSettings(ServiceSettings):
 
     signup_enabled: bool = False
 
-    # Failed-login throttling (successful logins are never counted).
+    # Failed-login throttling (users_service.throttle): guesses per (account, client) per
+    # window, then the account's backoff for clients that failed on it; per client address.
     login_failure_window_seconds: int = Field(default=900, ge=1, le=86400)
     login_max_failures_per_username: int = Field(default=5, ge=1, le=10_000)
+    login_backoff_max_seconds: int = Field(default=60, ge=1, le=86400)
     login_max_failures_per_address: int = Field(default=50, ge=1, le=100_000)
     redis_url: str | None = None
+    # Every key this service writes to Redis starts with it (several deployments, one Redis).
+    redis_prefix: str = Field(default="mythoughts:", min_length=1, max_length=100)
 
     # argon2id cost; the defaults follow argon2-cffi's (RFC 9106 low-memory profile).
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
