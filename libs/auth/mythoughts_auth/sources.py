@@ -8,6 +8,7 @@ unreachable users service must degrade to refused tokens, not to 500s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -50,12 +51,20 @@ class JWKSKeySource:
       so that removed (revoked) keys stop being trusted and new ones appear.
     - An unknown kid triggers an early refetch, because the users service may have just started
       signing with a newly published key.
-    - Fetches (successful or not) happen at most once every ``min_refetch_interval`` seconds.
-      Otherwise anyone could make us hammer the users service by sending tokens with random
-      kids; within the interval an unknown kid is simply unknown.
+    - After a successful fetch, the next one happens no sooner than ``min_refetch_interval``
+      seconds later. Otherwise anyone could make us hammer the users service by sending tokens
+      with random kids; within the interval an unknown kid is simply unknown.
+    - After a failed fetch, the next one may happen after a backoff that starts at
+      ``retry_seconds`` and doubles with each failure in a row, up to ``retry_max_seconds`` (or
+      ``min_refetch_interval`` if shorter). A failure must not wait the whole interval: a
+      service started while the users service was down refused every valid token for that long
+      after the users service was back (issue 14). Failures are cheap and rare, and a fetch is
+      one small GET, so a short cap costs the users service nothing worth counting.
     - A failed fetch is logged and the last good key set is kept: a users service restart must
       not log everybody out of every other service. With no good key set yet, every kid is
       unknown, so tokens are refused with 401 rather than raising.
+    - ``start()`` fetches in the background, with that backoff, until a key set is loaded;
+      ``loaded`` says whether one is (a service is not ready before: /readyz).
 
     ``on_refresh(succeeded)`` is told the outcome of every fetch (a service counts them: a
     failing JWKS refresh means new signing keys go unseen). Its calls are named
@@ -74,6 +83,8 @@ class JWKSKeySource:
         min_refetch_interval: float = 30,
         *,
         timeout_seconds: float = 5.0,
+        retry_seconds: float = 0.5,
+        retry_max_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_refresh: Callable[[bool], None] | None = None,
         dependency: str = "users",
@@ -84,19 +95,25 @@ class JWKSKeySource:
             raise ValueError("min_refetch_interval must not be negative")
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
+        if not 0 < retry_seconds <= retry_max_seconds:
+            raise ValueError("retry_seconds must be positive and at most retry_max_seconds")
         self._url = url
         self._http_client = http_client
         self._cache_seconds = cache_seconds
         self._min_refetch_interval = min_refetch_interval
         self._timeout = timeout_seconds
+        self._retry_seconds = retry_seconds
+        self._retry_max = max(retry_seconds, min(retry_max_seconds, min_refetch_interval))
         self._clock = clock
         self._on_refresh = on_refresh
         self._dependency = dependency
         self._keys = KeySet()
         self._fetched_at: float | None = None  # last successful fetch
-        self._attempted_at: float | None = None  # last fetch, successful or not
+        self._next_fetch_at: float | None = None  # no fetch before (None: any time)
+        self._failures = 0  # failed fetches in a row
         # One fetch at a time: concurrent requests with the same new kid share a single fetch.
         self._lock = asyncio.Lock()
+        self._loader: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -106,6 +123,34 @@ class JWKSKeySource:
     def keys(self) -> KeySet:
         """The key set from the last successful fetch (empty before the first one)."""
         return self._keys
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a key set was ever fetched: before, every token is refused."""
+        return self._fetched_at is not None
+
+    def start(self) -> None:
+        """Fetches in the background until a key set is loaded (from the running loop, e.g. at
+        start-up). A users service that is down delays readiness, never the start-up itself."""
+        if self._loader is None and not self.loaded:
+            self._loader = asyncio.get_running_loop().create_task(self._load())
+
+    async def aclose(self) -> None:
+        """Stops the background fetching of `start()`."""
+        if self._loader is not None:
+            self._loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loader
+            self._loader = None
+
+    async def _load(self) -> None:
+        while not self.loaded:
+            async with self._lock:
+                if not self.loaded and self._may_fetch():
+                    await self._refresh()
+            if not self.loaded:
+                assert self._next_fetch_at is not None  # set by the failed fetch
+                await asyncio.sleep(max(0.0, self._next_fetch_at - self._clock()))
 
     async def get(self, kid: str) -> RSAPublicKey | None:
         # Fast path, taken by almost every request: a fresh cache that knows the kid.
@@ -133,28 +178,32 @@ class JWKSKeySource:
         )
 
     def _may_fetch(self) -> bool:
-        return self._attempted_at is None or (
-            self._clock() - self._attempted_at >= self._min_refetch_interval
-        )
+        return self._next_fetch_at is None or self._clock() >= self._next_fetch_at
 
     async def _refresh(self) -> bool:
-        self._attempted_at = self._clock()
         try:
             keys = await self._fetch()
         except (httpx.HTTPError, ValueError) as exc:
             # ValueError covers a body that is not JSON or not a JWKS document.
+            self._failures += 1
+            backoff = min(self._retry_seconds * 2 ** min(self._failures - 1, 30), self._retry_max)
+            self._next_fetch_at = self._clock() + backoff
             logger.warning(
-                "could not fetch JWKS from %s (%s: %s); keeping %d cached key(s)",
+                "could not fetch JWKS from %s (%s: %s); keeping %d cached key(s); "
+                "next attempt in %.1fs at the earliest",
                 self._url,
                 type(exc).__name__,
                 exc,
                 len(self._keys),
+                backoff,
             )
             if self._on_refresh is not None:
                 self._on_refresh(False)
             return False
         self._keys = keys
+        self._failures = 0
         self._fetched_at = self._clock()
+        self._next_fetch_at = self._fetched_at + self._min_refetch_interval
         if self._on_refresh is not None:
             self._on_refresh(True)
         return True

@@ -197,8 +197,80 @@ async def test_refresh_fetches_now_and_reports_success(jwks_server, tokens, cloc
         pytest.param({"cache_seconds": 0}, id="cache"),
         pytest.param({"min_refetch_interval": -1}, id="interval"),
         pytest.param({"timeout_seconds": 0}, id="timeout"),
+        pytest.param({"retry_seconds": 0}, id="retry"),
     ],
 )
 def test_jwks_source_refuses_bad_configuration(kwargs):
     with pytest.raises(ValueError, match="must"):
         JWKSKeySource("http://users/.well-known/jwks.json", **kwargs)
+
+
+async def test_a_failed_first_fetch_does_not_block_the_next(jwks_server, tokens, clock):
+    """Issue 14: started while the users service was down, a verifier refused every valid
+    token for min_refetch_interval (30 s) after the users service was back."""
+    publish(jwks_server, tokens, "key-2024")
+    jwks_server.status = 503
+    source = jwks_source(jwks_server, clock)
+    assert await source.get("key-2024") is None
+    assert not source.loaded
+
+    jwks_server.status = 200  # the users service is back
+    clock.advance(0.5)
+
+    assert same_key(await source.get("key-2024"), tokens.public_key("key-2024"))
+    assert source.loaded
+    assert jwks_server.requests == 2
+
+
+@pytest.mark.parametrize(
+    ("min_refetch_interval", "expected"),
+    [
+        pytest.param(30, [0.5, 1.0, 2.0, 4.0, 5.0, 5.0], id="capped-at-retry-max"),
+        pytest.param(3, [0.5, 1.0, 2.0, 3.0, 3.0, 3.0], id="capped-at-refetch-interval"),
+    ],
+)
+async def test_failed_fetches_back_off(jwks_server, tokens, clock, min_refetch_interval, expected):
+    jwks_server.status = 503
+    source = jwks_source(
+        jwks_server, clock, retry_seconds=0.5, min_refetch_interval=min_refetch_interval
+    )
+    await source.get("key-2024")  # fails: next attempt after 0.5 s
+    waits = []
+    for _ in range(len(expected)):
+        before = jwks_server.requests
+        waited = 0.0
+        while jwks_server.requests == before:
+            clock.advance(0.25)
+            waited += 0.25
+            await source.get("key-2024")
+        waits.append(waited)
+
+    assert waits == expected
+
+
+async def test_start_fetches_in_the_background_until_keys_are_loaded(jwks_server, tokens):
+    publish(jwks_server, tokens, "key-2024")
+    jwks_server.status = 503
+    outcomes: list[bool] = []
+    failed_twice, succeeded = asyncio.Event(), asyncio.Event()
+
+    def on_refresh(ok: bool) -> None:
+        outcomes.append(ok)
+        if outcomes.count(False) == 2:
+            failed_twice.set()
+        if ok:
+            succeeded.set()
+
+    source = JWKSKeySource(jwks_server.url, retry_seconds=0.05, on_refresh=on_refresh)
+    source.start()
+    try:
+        await asyncio.wait_for(failed_twice.wait(), 5)
+        assert not source.loaded
+        jwks_server.status = 200
+        await asyncio.wait_for(succeeded.wait(), 5)
+        assert source.loaded
+        assert same_key(await source.get("key-2024"), tokens.public_key("key-2024"))
+    finally:
+        await source.aclose()
+    assert outcomes[-1] is True
+    assert outcomes.count(True) == 1  # the loader stops once loaded

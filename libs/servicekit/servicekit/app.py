@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,9 @@ from servicekit.version import VersionInfo, resolve_version
 log = logging.getLogger("servicekit.app")
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+# A service's own readiness condition: None when ready, else what is missing (shown by /readyz).
+# Called on every probe, so it only reads state (no I/O).
+ReadinessCheck = Callable[[FastAPI], str | None]
 
 
 @dataclass
@@ -56,6 +59,7 @@ class ServiceSpec:
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
     extra_state: dict[str, Any] = field(default_factory=dict)
+    readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:
@@ -73,7 +77,7 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     app.router.routes.extend(router.routes)
 
 
-def _ops_router() -> APIRouter:
+def _ops_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers (no I/O)")
@@ -91,6 +95,10 @@ def _ops_router() -> APIRouter:
         if is_shutting_down():
             checks["shutdown"] = "in progress"
             ready = False
+        for name, check in readiness_checks.items():
+            missing = check(request.app)
+            checks[name] = missing or "ok"
+            ready = ready and missing is None
         database: Database | None = request.app.state.db
         if database is not None:
             try:
@@ -206,7 +214,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     if settings.internal_port is not None:
         app.add_middleware(InternalPortMiddleware, internal_port=settings.internal_port)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics, tracing=tracing)
-    for router in (_ops_router(), *spec.routers):
+    for router in (_ops_router(spec.readiness_checks), *spec.routers):
         add_routes(app, router)
 
     def openapi() -> dict[str, Any]:

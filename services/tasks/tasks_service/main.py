@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from mythoughts_auth import JWKSKeySource, KeySet, KeySource, StaticKeySource, TokenVerifier
+from mythoughts_auth.lifecycle import stop_key_fetching, token_keys_missing
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from servicekit.pagination import PageLimits
 from tasks_service import __version__
@@ -81,8 +82,10 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
                 cache_seconds=settings.auth_jwks_cache_seconds,
                 min_refetch_interval=settings.auth_jwks_min_refetch_seconds,
             )
-            # Warm the cache; a users service that is not up yet only delays the first token.
-            await source.refresh()
+            # Fetched in the background, retried with backoff: a users service that is down
+            # keeps this instance unready (token_keys_missing), never stops it starting.
+            source.start()
+            app.state.jwks = source
         else:
             return
         app.state.token_verifier = TokenVerifier(
@@ -104,7 +107,10 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
             routers=[welcome, api],
             migrations_dir=MIGRATIONS_DIR,
             on_startup=[install_token_verifier],
+            on_shutdown=[stop_key_fetching],
+            readiness_checks={"token keys": token_keys_missing},
             extra_state={
+                "jwks": None,
                 "page_limits": PageLimits(settings.page_size, settings.max_page_size),
                 "require_token": settings.tasks_require_token,
                 "token_verifier": None,

@@ -3,9 +3,11 @@ migrates with the same commands the images run."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from mythoughts_auth import KeySet
 from servicekit import ConfigError, load_settings
@@ -104,6 +107,54 @@ async def test_tokens_verify_against_the_users_jwks(
         )
         assert created.status_code == 201, created.text
         assert created.json()["username"] == "jwks-user"
+
+
+async def test_started_while_users_is_down_ready_once_the_keys_load(
+    sqlite_url: str, keys_dir: Path, auth: Any
+) -> None:
+    """Issue 14: an instance started while the users service was down said it was ready, then
+    refused every valid token for ~30 s after users came back (its failed start-up fetch
+    counted against the refetch interval). Now it is unready until the keys load, and they
+    load within the retry backoff of users coming back."""
+    document = KeySet.from_pem_dir(keys_dir).to_jwks()
+    users = {"up": False, "fetches": 0}
+    jwks_app = FastAPI()
+
+    @jwks_app.get("/.well-known/jwks.json")
+    async def jwks() -> Any:
+        users["fetches"] += 1
+        if not users["up"]:
+            return JSONResponse({"detail": "starting"}, status_code=503)
+        return document
+
+    app = create_app(
+        ThoughtsSettings(
+            database_url=sqlite_url,
+            auth_jwks_url="http://users.test/.well-known/jwks.json",
+            http_retries=0,
+        )
+    )
+    await app.state.http.aclose()
+    app.state.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=jwks_app))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        while users["fetches"] < 2:  # the start-up fetch failed, and a retry too
+            not_ready = await client.get("/readyz")
+            assert not_ready.status_code == 503, not_ready.text
+            assert not_ready.json()["checks"]["token keys"].startswith("not loaded yet")
+            await asyncio.sleep(0.05)
+        refused = await client.get("/api/me/thoughts/", headers=auth("early"))
+        assert refused.status_code == 401
+
+        users["up"] = True
+        back = time.monotonic()
+        while (await client.get("/readyz")).status_code != 200:
+            assert time.monotonic() - back < 3, "not ready 3 s after the users service was back"
+            await asyncio.sleep(0.05)
+        accepted = await client.get("/api/me/thoughts/", headers=auth("early"))
+        assert accepted.status_code == 200, accepted.text
 
 
 def test_cli_migrates_then_serves(tmp_path: Path, keys_dir: Path, make_token: Any) -> None:

@@ -17,6 +17,7 @@ from mythoughts_auth import (
     TokenVerifier,
     load_rsa_public_key,
 )
+from mythoughts_auth.lifecycle import stop_key_fetching, token_keys_missing
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from servicekit.db import Database
 from servicekit.pagination import PageLimits
@@ -99,8 +100,10 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
                 min_refetch_interval=settings.auth_jwks_min_refetch_seconds,
                 on_refresh=app.state.thought_metrics.count_jwks_refresh,
             )
-            # Warm the cache; a users service that is not up yet only delays the first request.
-            await source.refresh()
+            # Fetched in the background, retried with backoff: a users service that is down
+            # keeps this instance unready (token_keys_missing), never stops it starting.
+            source.start()
+            app.state.jwks = source
         app.state.token_verifier = TokenVerifier(
             source,
             issuer=settings.jwt_issuer,
@@ -118,7 +121,10 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
             routers=[api, admin],
             migrations_dir=MIGRATIONS_DIR,
             on_startup=[install_token_verifier],
+            on_shutdown=[stop_key_fetching],
+            readiness_checks={"token keys": token_keys_missing},
             extra_state={
+                "jwks": None,
                 "page_limits": PageLimits(settings.page_size, settings.max_page_size),
                 "full_lists": (
                     FullLists(settings.legacy_list_batch_size)
