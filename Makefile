@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/servicekit libs/auth services/users services/thoughts services/frontend services/tasks devtools
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: run test lint typecheck pytest venv migrate clean bench
+.PHONY: run test lint typecheck pytest venv migrate clean bench checkov
 
 venv: $(STAMP)
 
@@ -31,8 +31,19 @@ typecheck: $(STAMP)
 		services/thoughts/thoughts_service services/frontend/frontend_service services/tasks/tasks_service devtools/devtools \
 		bench/run.py
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# The Kubernetes policy scanner in a venv of its own (requirements/checkov.txt says why).
+CHECKOV_VENV := var/checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+checkov: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements/checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements/checkov.txt
+	@touch $(CHECKOV_STAMP)
 
 test: lint typecheck pytest
 

@@ -5,7 +5,7 @@
 # Dockerfile use of the official image: the same paths, commands, users and environment
 # variables. They are tagged mythoughts-standin/<name> and selected through the image variables
 # (PYTHON_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, HAPROXY_IMAGE, PROMETHEUS_IMAGE), whose defaults
-# stay the official images. An image that already exists is kept (delete it to rebuild).
+# stay the official images. An image built from the same files is kept.
 set -euo pipefail
 cd "$(dirname "$0")"
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -29,8 +29,14 @@ for spec in python:3.11-slim-bookworm:python postgres:15:postgres redis:7:redis 
         haproxy:2.6:haproxy prometheus:v2:prometheus; do
     name=${spec%%:*}; rest=${spec#*:}; tag=${rest%:*}; file=${rest##*:}.Dockerfile
     image="mythoughts-standin/$name:$tag"
-    if ! have "$image"; then
-        DOCKER_BUILDKIT=1 "$DOCKER" build -q --build-arg "BASE=$BASE" -t "$image" -f "$file" . >/dev/null
+    # The image carries the hash of its Dockerfile and of the files that file copies: a change to
+    # either rebuilds it, an unchanged one is kept.
+    source=$(cat "$file" $(awk '$1 == "COPY" {print $2}' "$file") | sha256sum | cut -c1-16)
+    built=$("$DOCKER" image inspect -f '{{index .Config.Labels "mythoughts.standin.source"}}' \
+        "$image" 2>/dev/null || true)
+    if [ "$built" != "$source" ]; then
+        DOCKER_BUILDKIT=1 "$DOCKER" build -q --build-arg "BASE=$BASE" \
+            --label "mythoughts.standin.source=$source" -t "$image" -f "$file" . >/dev/null
         echo "built $image"
     fi
 done

@@ -3,8 +3,12 @@
 # POSTGRES_DB, PGDATA, and the scripts of /docker-entrypoint-initdb.d on the first start.
 ARG BASE=mythoughts-standin/debian:bookworm
 FROM ${BASE}
+# The official image's user and group, 999:999 (before the package would pick another), so
+# that a manifest's runAsUser: 999 fits either image.
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN groupadd --system --gid 999 postgres \
+    && useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql --shell /bin/bash postgres \
+    && apt-get update \
     && apt-get install -y --no-install-recommends postgresql-15 postgresql-contrib-15 \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /var/lib/postgresql/data /docker-entrypoint-initdb.d /var/run/postgresql \

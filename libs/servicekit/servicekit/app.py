@@ -28,7 +28,7 @@ from servicekit.lifecycle import is_shutting_down
 from servicekit.logs import configure_logging
 from servicekit.metrics import Metrics
 from servicekit.middleware import ObservabilityMiddleware
-from servicekit.migrations import current_revision, head_revision
+from servicekit.migrations import current_revision, head_revision, known_revisions
 from servicekit.problems import (
     install_problem_handlers,
     patch_openapi_validation_responses,
@@ -109,11 +109,16 @@ def _ops_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
             else:
                 checks["database"] = "ok"
                 head = request.app.state.migrations_head
-                if revision != head:
+                if revision == head:
+                    checks["migrations"] = "ok"
+                elif revision is not None and revision not in request.app.state.migrations_known:
+                    # A rolling update runs the next release's migration Job while this
+                    # version's pods still serve. Migrations are additive for one release
+                    # (README, "Run it on Kubernetes"), so the old version stays ready.
+                    checks["migrations"] = f"ahead: at {revision}, this version's head is {head}"
+                else:
                     checks["migrations"] = f"at {revision}, head is {head}"
                     ready = False
-                else:
-                    checks["migrations"] = "ok"
         if not ready:
             return problem_response(503, "not ready", checks=checks)
         return JSONResponse({"status": "ready", "checks": checks})
@@ -199,6 +204,9 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     if app.state.db is not None:
         app.state.metrics.watch_pools(app.state.db.pool_stats)
     app.state.migrations_head = head_revision(spec.migrations_dir) if spec.migrations_dir else None
+    app.state.migrations_known = (
+        known_revisions(spec.migrations_dir) if spec.migrations_dir else frozenset()
+    )
     app.state.http = create_http_client(
         timeout_seconds=settings.http_timeout_seconds,
         retries=settings.http_retries,

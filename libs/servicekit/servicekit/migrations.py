@@ -37,6 +37,13 @@ def head_revision(migrations_dir: Path) -> str | None:
     return script.get_current_head()
 
 
+def known_revisions(migrations_dir: Path) -> frozenset[str]:
+    """Every revision of this version's history: a database at one that is not the head is
+    behind; at one not among them, a later release's migration has already run."""
+    script = ScriptDirectory.from_config(alembic_config(migrations_dir, "sqlite+aiosqlite://"))
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     def read(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()

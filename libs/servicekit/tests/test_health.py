@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit import ServiceSpec, create_service_app, load_settings
 from servicekit import version as version_module
@@ -69,6 +71,25 @@ async def test_readyz_is_503_when_migrations_are_behind(
         "detail": "not ready",
         "checks": {"database": "ok", "migrations": "at None, head is 0001"},
         "request_id": response.headers["x-request-id"],
+    }
+
+
+async def test_readyz_stays_ready_when_a_later_release_has_migrated_ahead(
+    start_app: Callable[..., Any], make_settings: Callable[..., Any], migrated_url: str
+) -> None:
+    """A rolling update: the next release's migration Job ran, this version still serves."""
+    engine = create_async_engine(migrated_url)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = 'f00dbeef0002'"))
+    await engine.dispose()
+    client = await start_app(make_settings(database_url=migrated_url))
+
+    response = await client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "migrations": "ahead: at f00dbeef0002, this version's head is 0001",
     }
 
 
