@@ -79,7 +79,8 @@ class Stack:
     def services(self) -> list[Service]:
         users_url = self.url(self.ports.users)
         thoughts_url = self.url(self.ports.thoughts)
-        common = {"HOST": self.host, "PYTHONUNBUFFERED": "1"}
+        # No load balancer in front of a local run: stop at once instead of draining.
+        common = {"HOST": self.host, "PYTHONUNBUFFERED": "1", "SHUTDOWN_DRAIN_SECONDS": "0"}
         definitions = [
             Service(
                 "thoughts",

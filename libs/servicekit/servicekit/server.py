@@ -1,20 +1,25 @@
 """The one server command, used by `make run`, the benchmarks and the container images.
 
-Graceful shutdown on SIGTERM: readiness goes false at once, the server keeps serving for
-SHUTDOWN_DRAIN_SECONDS so the load balancer can take it out of rotation, then stops accepting and
-finishes the requests in flight.
+Graceful shutdown on SIGTERM, in every worker: readiness goes false at once, the server keeps
+serving for SHUTDOWN_DRAIN_SECONDS so the load balancer can take it out of rotation, then stops
+accepting and finishes the requests in flight. SIGINT (Ctrl-C: a person at a terminal, not an
+orchestrator) skips the drain; a second SIGINT stops without waiting for requests in flight.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import queue
 import signal
 import socket
 import threading
+from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from servicekit.lifecycle import begin_shutdown
 from servicekit.settings import ServiceSettings
@@ -26,20 +31,21 @@ class DrainingServer(uvicorn.Server):
     drain_seconds: float = 0.0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit or self.drain_seconds <= 0:
-            begin_shutdown()
+        begin_shutdown()
+        if getattr(self, "_draining", False):
+            if sig == signal.SIGINT:
+                self._stop(sig)  # Ctrl-C while draining means "now"
+            # A repeated SIGTERM changes nothing: an orchestrator may signal the whole process
+            # group (the supervisor then forwards its own), and the drain has its deadline.
+            return
+        if self.should_exit or self.drain_seconds <= 0 or sig == signal.SIGINT:
             self._stop(sig)
             return
-        if not getattr(self, "_draining", False):
-            self._draining = True
-            begin_shutdown()
-            log.info("shutdown requested; draining for %.1fs", self.drain_seconds)
-            timer = threading.Timer(self.drain_seconds, self._stop, (signal.SIGTERM,))
-            timer.daemon = True
-            timer.start()
-        else:
-            # A second signal while draining means "now".
-            self._stop(sig)
+        self._draining = True
+        log.info("shutdown requested; draining for %.1fs", self.drain_seconds)
+        timer = threading.Timer(self.drain_seconds, self._stop, (signal.SIGTERM,))
+        timer.daemon = True
+        timer.start()
 
     def _stop(self, sig: int) -> None:
         # uvicorn's handle_exit, minus recording the signal: uvicorn re-raises recorded signals
@@ -70,26 +76,89 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
     return sock
 
 
-class ReusePortMultiprocess(uvicorn.supervisors.Multiprocess):
-    """uvicorn's worker supervisor, with one listening socket per worker (SO_REUSEPORT).
+def run_worker(config: uvicorn.Config, ports: tuple[int, ...], drain_seconds: float) -> None:
+    """One worker of a multi-worker server (in its own process): a DrainingServer on sockets of
+    its own in one SO_REUSEPORT group per port.
 
-    With uvicorn's one shared socket, whichever worker wakes first accepts a whole burst of new
+    With one shared socket, whichever worker wakes first accepts a whole burst of new
     connections: the benchmark saw all 32 of a client's keep-alive connections land on one of
     two workers, which then did all the work at half the machine's capacity while the other
-    idled (bench/README.md). With a socket per worker in one SO_REUSEPORT group, the kernel
-    spreads new connections across the workers by a hash of their addresses. Every worker the
-    supervisor (re)starts gets a new socket of its own: uvicorn reads `self.sockets` each time.
+    idled (bench/README.md). With a socket per worker, the kernel spreads new connections across
+    the workers by a hash of their addresses.
+    """
+    server = DrainingServer(config)
+    server.drain_seconds = drain_seconds
+    sockets = [listening_socket(config.host, port, reuse_port=True) for port in ports]
+    server.run(sockets=sockets)
+
+
+class WorkerSupervisor:
+    """Runs `workers` copies of run_worker and hands every signal on to each of them.
+
+    Each worker drains on its own SIGTERM exactly as a single-worker server does (readiness
+    false, serve through the drain, stop accepting, finish in flight), so all of them leave the
+    load balancer's rotation together. A worker that dies is replaced, unless it failed to
+    start (a broken app or port fails the same way every time: the supervisor stops instead).
     """
 
-    ports: tuple[int, ...] = ()
+    def __init__(
+        self, config: uvicorn.Config, ports: tuple[int, ...], workers: int, drain_seconds: float
+    ) -> None:
+        self.config = config
+        self.ports = ports
+        self.count = workers
+        self.drain_seconds = drain_seconds
+        # Filled by the signal handler: SimpleQueue.put is safe to call from one.
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.workers: list[BaseProcess] = []
 
-    @property
-    def sockets(self) -> list[socket.socket]:
-        return [listening_socket(self.config.host, port, reuse_port=True) for port in self.ports]
+    def _start_worker(self) -> BaseProcess:
+        process = multiprocessing.get_context("spawn").Process(
+            target=run_worker, args=(self.config, self.ports, self.drain_seconds)
+        )
+        process.start()
+        return process
 
-    @sockets.setter
-    def sockets(self, _value: Any) -> None:
-        pass  # the base class stores the sockets it is given; ours are made per worker
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda sig, _frame: self.signals.put(sig))
+        log.info("supervisor %d starting %d workers", os.getpid(), self.count)
+        self.workers = [self._start_worker() for _ in range(self.count)]
+        exit_code = 0
+        while True:
+            try:
+                received = self.signals.get(timeout=0.5)
+                break
+            except queue.Empty:
+                pass
+            if any(w.exitcode == STARTUP_FAILURE for w in self.workers):
+                log.error("a worker failed to start; stopping")
+                received, exit_code = signal.SIGTERM, STARTUP_FAILURE
+                break
+            for index, worker in enumerate(self.workers):
+                if worker.exitcode is not None:
+                    log.warning("worker %s exited (%s); replacing it", worker.pid, worker.exitcode)
+                    self.workers[index] = self._start_worker()
+        log.info("supervisor received signal %d; stopping %d workers", received, self.count)
+        self._signal_workers(received)
+        for worker in self.workers:
+            # A second Ctrl-C reaches the workers from the terminal itself.
+            while worker.exitcode is None:
+                worker.join(0.5)
+                self._forward_pending()
+        return exit_code
+
+    def _forward_pending(self) -> None:
+        try:
+            while True:
+                self._signal_workers(self.signals.get_nowait())
+        except queue.Empty:
+            pass
+
+    def _signal_workers(self, sig: int) -> None:
+        for worker in self.workers:
+            if worker.exitcode is None and worker.pid is not None:
+                os.kill(worker.pid, sig)
 
 
 def serve_settings(app: str, settings: ServiceSettings) -> None:
@@ -137,14 +206,12 @@ def serve(
         http="httptools",
     )
     if workers > 1:
-        # uvicorn's supervisor builds plain servers in its workers: they still finish in-flight
-        # requests on SIGTERM, without the readiness drain. Kubernetes runs one worker per pod.
         # Binding once here first fails fast, with a message, when a port is taken.
         for probe in [listening_socket(host, p) for p in ports]:
             probe.close()
-        supervisor = ReusePortMultiprocess(config, sockets=[])
-        supervisor.ports = ports
-        supervisor.run()
+        exit_code = WorkerSupervisor(config, ports, workers, drain_seconds).run()
+        if exit_code:
+            raise SystemExit(exit_code)
         return
     server = DrainingServer(config)
     server.drain_seconds = drain_seconds

@@ -67,8 +67,11 @@ class ServiceSettings(BaseSettings):
     version_name: str | None = None
     version_sha: str | None = None
     # Seconds /readyz reports "not ready" before the server stops accepting connections, so that
-    # a load balancer takes the instance out of rotation before any request is refused.
-    shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=60)
+    # a load balancer takes the instance out of rotation before any request is refused. 10 s
+    # covers the slowest prober we deploy behind: a Kubernetes readiness probe every 5 s, out
+    # after 2 failures; the gateway (a check every 1 s, out after 2) needs ~3 s. Local runs and
+    # tests, with no load balancer, set 0.
+    shutdown_drain_seconds: float = Field(default=10.0, ge=0, le=60)
     http_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     http_retries: int = Field(default=2, ge=0, le=5)
     # Comma-separated "name=url>=min_version" entries checked at start-up.

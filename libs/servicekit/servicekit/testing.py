@@ -178,8 +178,10 @@ class ServiceProcess:
     def launch(self) -> None:
         # The child writes through its own copy of the descriptor: ours is closed at once.
         with self.log_path.open("wb") as log_file:
+            # No load balancer waits on a test's process: no drain, unless the test sets one.
+            env = {**os.environ, "SHUTDOWN_DRAIN_SECONDS": "0", **self.env}
             self.process = subprocess.Popen(  # noqa: S603 - argv built by tests
-                self.argv, env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT
+                self.argv, env=env, stdout=log_file, stderr=subprocess.STDOUT
             )
 
     def wait_until(self, path: str = "/healthz", timeout: float = 30.0) -> None:

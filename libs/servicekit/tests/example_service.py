@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -88,6 +89,12 @@ def sync_log() -> dict[str, str]:
     """A sync route runs in a worker thread; its log lines must still carry the request id."""
     log.info("logged from a worker thread")
     return {"status": "logged"}
+
+
+@router.get("/worker")
+async def worker() -> dict[str, int]:
+    """Which worker process answered: the multi-worker shutdown test must see each one."""
+    return {"pid": os.getpid()}
 
 
 @router.get("/slow")

@@ -1,6 +1,6 @@
 """Runs the example service as a real process, the way every service's `serve` command does.
 
-python run_example.py PORT DRAIN_SECONDS   (settings such as DATABASE_URL from the environment)
+python run_example.py PORT DRAIN_SECONDS [WORKERS]   (DATABASE_URL and such from the environment)
 """
 
 from __future__ import annotations
@@ -15,4 +15,5 @@ if __name__ == "__main__":
         host="127.0.0.1",
         port=int(sys.argv[1]),
         drain_seconds=float(sys.argv[2]),
+        workers=int(sys.argv[3]) if len(sys.argv) > 3 else 1,
     )

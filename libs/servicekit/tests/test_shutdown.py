@@ -31,11 +31,12 @@ def start_example(database_factory: DatabaseFactory, example: Any, tmp_path: Pat
     # Migrated here, not in the async test: Alembic's env runs its own event loop.
     database_url = database_factory.fresh("sqlite", example.MIGRATIONS_DIR)
 
-    def start(drain_seconds: float) -> ServiceProcess:
+    def start(drain_seconds: float, workers: int = 1) -> ServiceProcess:
         port = free_port()
+        script = str(HERE / "run_example.py")
         process = ServiceProcess(
             name="example",
-            argv=[sys.executable, str(HERE / "run_example.py"), str(port), str(drain_seconds)],
+            argv=[sys.executable, script, str(port), str(drain_seconds), str(workers)],
             env={"DATABASE_URL": database_url},
             port=port,
             log_path=tmp_path / f"example-{port}.log",
@@ -81,6 +82,59 @@ async def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(
     assert '"message":"shutdown requested; draining for 1.0s"' in service.logs()
 
 
+async def test_every_worker_of_a_multi_worker_server_drains_on_sigterm(start_example: Any) -> None:
+    drain = 2.0
+    service = start_example(drain_seconds=drain, workers=2)
+    assert service.process is not None
+    # Both workers up: each has answered /readyz 200 on a connection of its own.
+    ready = await _answers_per_worker(service.url, within=30.0, until=lambda a: a["/readyz"] == 200)
+    assert len(ready) == 2
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as slow_client:
+        slow = asyncio.create_task(slow_client.get("/slow", params={"seconds": drain + 0.5}))
+        await _wait_for_log(service, '"message":"slow request started"')
+
+        service.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        # New connections during the drain: every worker is "not ready" yet still serves.
+        draining = await _answers_per_worker(
+            service.url, within=drain, until=lambda a: a["/readyz"] == 503
+        )
+        seen_within = time.monotonic() - signalled
+        slow_response = await slow
+
+    assert set(draining) == set(ready), "a worker never reported not ready"
+    assert seen_within < drain, "the workers turned not ready only after the drain"
+    for answers in draining.values():
+        # Before its own 503 a worker may still say 200: the signal takes a moment to arrive.
+        assert answers[-1]["/items/7"] == 200
+        assert all(a["/items/7"] == 200 for a in answers), answers
+    assert slow_response.status_code == 200
+    returncode = await asyncio.to_thread(service.process.wait, 10)
+    elapsed = time.monotonic() - signalled
+    assert returncode == 0, service.logs()
+    assert drain <= elapsed < 25.0
+    assert service.logs().count('"message":"shutdown requested; draining for 2.0s"') == 2
+
+
+async def _answers_per_worker(
+    url: str, *, within: float, until: Any
+) -> dict[int, list[dict[str, int]]]:
+    """Asks /worker, /readyz and /items/7 on fresh connections (the kernel spreads those over
+    the workers) until every worker seen so far has given an answer `until` accepts and two
+    workers have been seen; the answers by worker pid, in order."""
+    answers: dict[int, list[dict[str, int]]] = {}
+    deadline = time.monotonic() + within
+    while True:
+        # One client, one connection: the three requests reach the same worker.
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            pid = (await client.get("/worker")).json()["pid"]
+            answer = {p: (await client.get(p)).status_code for p in ("/readyz", "/items/7")}
+        answers.setdefault(pid, []).append(answer)
+        if len(answers) == 2 and all(until(a[-1]) for a in answers.values()):
+            return answers
+        assert time.monotonic() < deadline, f"not every worker got there in {within}s: {answers}"
+
+
 def make_server(drain_seconds: float) -> DrainingServer:
     server = DrainingServer(uvicorn.Config("unused:app", log_config=None))
     server.drain_seconds = drain_seconds
@@ -115,13 +169,23 @@ def test_with_drain_readiness_goes_first_and_the_stop_follows() -> None:
     assert server._captured_signals == []
 
 
-def test_a_second_signal_while_draining_stops_now() -> None:
+def test_a_second_sigterm_while_draining_changes_nothing_and_ctrl_c_stops_now() -> None:
     server = make_server(30.0)
 
     server.handle_exit(signal.SIGTERM, None)
+    server.handle_exit(signal.SIGTERM, None)  # e.g. the whole process group was signalled
     assert server.should_exit is False
-    server.handle_exit(signal.SIGTERM, None)
+    server.handle_exit(signal.SIGINT, None)
 
+    assert (server.should_exit, server.force_exit) == (True, False)
+
+
+def test_ctrl_c_skips_the_drain() -> None:
+    server = make_server(30.0)
+
+    server.handle_exit(signal.SIGINT, None)
+
+    assert is_shutting_down()
     assert (server.should_exit, server.force_exit) == (True, False)
 
 
