@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from mythoughts_auth import JWKSKeySource, KeySet, KeySource, StaticKeySource, TokenVerifier
-from mythoughts_auth.lifecycle import stop_key_fetching, token_keys_missing
+from mythoughts_auth.lifecycle import install_token_verifier, stop_key_fetching, token_keys_missing
+from mythoughts_auth.settings import read_public_keys
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from servicekit.pagination import PageLimits
 from tasks_service import __version__
@@ -50,17 +50,6 @@ NO_TOKENS_NOTE = (
 )
 
 
-def load_public_keys(settings: TasksSettings) -> KeySet | None:
-    """The key folder's keys, read now so that a bad folder stops the service before it serves;
-    None when keys come from the users service's JWKS, or when no tokens are verified."""
-    if settings.auth_public_keys_dir is None:
-        return None
-    try:
-        return KeySet.from_pem_dir(settings.auth_public_keys_dir)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"configuration error: AUTH_PUBLIC_KEYS_DIR: {exc}") from None
-
-
 def _ownership_note(settings: TasksSettings) -> str:
     if not settings.verifies_tokens:
         return NO_TOKENS_NOTE
@@ -69,31 +58,13 @@ def _ownership_note(settings: TasksSettings) -> str:
 
 def create_app(settings: TasksSettings | None = None) -> FastAPI:
     settings = settings or load_settings(TasksSettings)
-    public_keys = load_public_keys(settings)
+    try:
+        public_keys = read_public_keys(settings)
+    except ValueError as exc:
+        raise ConfigError(f"configuration error: {exc}") from None
 
-    async def install_token_verifier(app: FastAPI) -> None:
-        source: KeySource
-        if public_keys is not None:
-            source = StaticKeySource(public_keys)
-        elif settings.auth_jwks_url:
-            source = JWKSKeySource(
-                settings.auth_jwks_url,
-                http_client=app.state.http,
-                cache_seconds=settings.auth_jwks_cache_seconds,
-                min_refetch_interval=settings.auth_jwks_min_refetch_seconds,
-            )
-            # Fetched in the background, retried with backoff: a users service that is down
-            # keeps this instance unready (token_keys_missing), never stops it starting.
-            source.start()
-            app.state.jwks = source
-        else:
-            return
-        app.state.token_verifier = TokenVerifier(
-            source,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway_seconds=settings.jwt_leeway_seconds,
-        )
+    async def verify_tokens(app: FastAPI) -> None:
+        install_token_verifier(app, settings, public_keys)
 
     welcome = APIRouter(tags=["tasks"])
     # The tutorial's welcome names the pod it runs in: read once, the host name does not change.
@@ -106,7 +77,7 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
             package_version=__version__,
             routers=[welcome, api],
             migrations_dir=MIGRATIONS_DIR,
-            on_startup=[install_token_verifier],
+            on_startup=[verify_tokens],
             on_shutdown=[stop_key_fetching],
             readiness_checks={"token keys": token_keys_missing},
             extra_state={

@@ -9,15 +9,11 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from mythoughts_auth import (
-    JWKSKeySource,
-    KeySet,
-    KeySource,
     LegacyCompatibility,
-    StaticKeySource,
-    TokenVerifier,
     load_rsa_public_key,
 )
-from mythoughts_auth.lifecycle import stop_key_fetching, token_keys_missing
+from mythoughts_auth.lifecycle import install_token_verifier, stop_key_fetching, token_keys_missing
+from mythoughts_auth.settings import read_public_keys
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from servicekit.db import Database
 from servicekit.pagination import PageLimits
@@ -47,17 +43,6 @@ Thoughts of MyThoughts: post as the token's user, list yours, list and search ev
 """
 
 
-def load_public_keys(settings: ThoughtsSettings) -> KeySet | None:
-    """The key folder's keys, read now so that a bad folder stops the service before it serves;
-    None when keys come from the users service's JWKS instead."""
-    if settings.auth_public_keys_dir is None:
-        return None
-    try:
-        return KeySet.from_pem_dir(settings.auth_public_keys_dir)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"configuration error: AUTH_PUBLIC_KEYS_DIR: {exc}") from None
-
-
 def load_legacy_compatibility(settings: ThoughtsSettings) -> LegacyCompatibility | None:
     """The mixed-fleet policy of LEGACY_COMPATIBILITY, its key read now (a bad file stops the
     service before it serves)."""
@@ -84,31 +69,18 @@ def _force_custom_plans(dbapi_connection: Any, _record: Any) -> None:
 
 def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
     settings = settings or load_settings(ThoughtsSettings)
-    public_keys = load_public_keys(settings)
+    try:
+        public_keys = read_public_keys(settings)
+    except ValueError as exc:
+        raise ConfigError(f"configuration error: {exc}") from None
     legacy = load_legacy_compatibility(settings)
 
-    async def install_token_verifier(app: FastAPI) -> None:
-        source: KeySource
-        if public_keys is not None:
-            source = StaticKeySource(public_keys)
-        else:
-            assert settings.auth_jwks_url, "ThoughtsSettings requires a key folder or a JWKS URL"
-            source = JWKSKeySource(
-                settings.auth_jwks_url,
-                http_client=app.state.http,
-                cache_seconds=settings.auth_jwks_cache_seconds,
-                min_refetch_interval=settings.auth_jwks_min_refetch_seconds,
-                on_refresh=app.state.thought_metrics.count_jwks_refresh,
-            )
-            # Fetched in the background, retried with backoff: a users service that is down
-            # keeps this instance unready (token_keys_missing), never stops it starting.
-            source.start()
-            app.state.jwks = source
-        app.state.token_verifier = TokenVerifier(
-            source,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway_seconds=settings.jwt_leeway_seconds,
+    async def verify_tokens(app: FastAPI) -> None:
+        install_token_verifier(
+            app,
+            settings,
+            public_keys,
+            on_refresh=app.state.thought_metrics.count_jwks_refresh,
             legacy=legacy,
         )
 
@@ -120,7 +92,7 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
             package_version=__version__,
             routers=[api, admin],
             migrations_dir=MIGRATIONS_DIR,
-            on_startup=[install_token_verifier],
+            on_startup=[verify_tokens],
             on_shutdown=[stop_key_fetching],
             readiness_checks={"token keys": token_keys_missing},
             extra_state={

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from mythoughts_auth.settings import TokenVerificationSettings
 from servicekit.settings import ServiceSettings
 
 
@@ -17,21 +18,8 @@ class ThoughtsDatabaseSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///var/thoughts.db"
 
 
-class ThoughtsSettings(ThoughtsDatabaseSettings):
-    """Everything the server needs."""
-
-    # Where the public keys that verify access tokens come from: exactly one of
-    # - a folder of `<kid>.pub.pem` files (e.g. a mounted Secret; no network needed), or
-    # - the users service's JWKS URL (keys are fetched, cached and refreshed on rotation).
-    auth_public_keys_dir: Path | None = None
-    auth_jwks_url: str | None = None
-    jwt_issuer: str = "mythoughts-users"
-    jwt_audience: str = "mythoughts"
-    jwt_leeway_seconds: int = Field(default=30, ge=0, le=600)
-    # How long fetched keys are trusted, and how often an unknown `kid` may trigger a refetch
-    # (the bound stops a flood of made-up key ids from hammering the users service).
-    auth_jwks_cache_seconds: float = Field(default=300, gt=0, le=86400)
-    auth_jwks_min_refetch_seconds: float = Field(default=30, ge=0, le=3600)
+class ThoughtsSettings(ThoughtsDatabaseSettings, TokenVerificationSettings):
+    """Everything the server needs (the token settings: mythoughts_auth.settings)."""
 
     # A mixed fleet during a migration from the book's services (README, "Taking over"): accept
     # our tokens without `aud` (a users service in LEGACY_COMPATIBILITY), the book's tokens when
@@ -52,11 +40,11 @@ class ThoughtsSettings(ThoughtsDatabaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ThoughtsSettings:
-        if (self.auth_public_keys_dir is None) == (not self.auth_jwks_url):
+        if not self.verifies_tokens:
             raise ValueError(
-                "set exactly one of AUTH_PUBLIC_KEYS_DIR (a folder of <kid>.pub.pem files) or "
-                "AUTH_JWKS_URL (e.g. http://users:8001/.well-known/jwks.json) so that access "
-                "tokens can be verified"
+                "set AUTH_PUBLIC_KEYS_DIR (a folder of <kid>.pub.pem files) or AUTH_JWKS_URL "
+                "(e.g. http://users:8001/.well-known/jwks.json) so that access tokens can be "
+                "verified"
             )
         if self.auth_legacy_public_key_file is not None and not self.legacy_compatibility:
             raise ValueError(
