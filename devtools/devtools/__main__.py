@@ -3,6 +3,7 @@
 python -m devtools run                 # the whole system locally (what `make run` does)
 python -m devtools seed                # (re)seed the demo users of a running system
 python -m devtools load --thoughts N   # N generated thoughts and their authors' accounts
+python -m devtools import-legacy ...   # copy the book's databases into ours
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from devtools import load
+from devtools import import_legacy, load
 from devtools.run import default_var_dir, run
 from devtools.seed import seed_demo
 from devtools.stack import Ports, Stack
@@ -82,11 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--var-dir", type=Path, default=None, help="folder of the default SQLite databases"
     )
     load.add_arguments(load_parser)
+
+    import_parser = commands.add_parser(
+        "import-legacy",
+        help="copy the book's users and thoughts databases into ours (migrated to head)",
+        description="Copies the book's user_model and thought_model into our users and "
+        "thoughts databases: ids and times kept, passwords hashed with argon2id, texts indexed "
+        "for search, sequences moved past the imported ids. Safe to run again (it says what is "
+        "already there); --dry-run says what it would import and refuse.",
+    )
+    import_legacy.add_arguments(import_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "import-legacy":
+        return import_legacy.main(args)
     if args.command == "load":
         return load.main(args, (args.var_dir or default_var_dir()).resolve())
     stack = _stack(args)
