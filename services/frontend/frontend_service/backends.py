@@ -179,15 +179,6 @@ class UsersClient(Backend):
             raise FormError(_problem_fields(response))
         raise self.unexpected(response)
 
-    async def me(self, token: str) -> str:
-        """The username of the session; SessionExpired when the token is refused."""
-        response = await self.call("GET", "/api/me/", headers=_bearer(token))
-        if response.status_code == 401:
-            raise SessionExpired
-        if response.status_code != 200:
-            raise self.unexpected(response)
-        return str(response.json()["username"])
-
     async def signup_enabled(self) -> bool:
         response = await self.call("GET", "/api/features/")
         if response.status_code != 200:

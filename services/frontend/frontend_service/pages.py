@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Query
 from starlette.responses import Response
 
-from frontend_service.backends import FormError, SessionExpired
+from frontend_service.backends import BackendUnavailable, FormError, SessionExpired, UsersClient
 from frontend_service.errors import error_page
 from frontend_service.web import (
     ThoughtsDep,
@@ -23,6 +23,7 @@ from frontend_service.web import (
     redirect,
     render,
     safe_next,
+    session_username,
 )
 
 MAX_THOUGHT_LENGTH = 250
@@ -53,7 +54,6 @@ def thought_error(text: str) -> str | None:
 
 async def _home(
     visit: VisitDep,
-    users: UsersDep,
     thoughts: ThoughtsDep,
     *,
     cursor: str | None = None,
@@ -62,7 +62,9 @@ async def _home(
     status_code: int = 200,
 ) -> Response:
     assert visit.session is not None
-    username = await users.me(visit.session)
+    username = session_username(visit.session)
+    if username is None:
+        raise SessionExpired
     try:
         page = await thoughts.mine(visit.session, limit=visit.settings.page_size, cursor=cursor)
     except FormError:
@@ -84,18 +86,14 @@ async def _home(
 
 
 @router.get("/", summary="Home: my thoughts, newest first")
-async def home(
-    visit: VisitDep, users: UsersDep, thoughts: ThoughtsDep, cursor: CursorParam = None
-) -> Response:
+async def home(visit: VisitDep, thoughts: ThoughtsDep, cursor: CursorParam = None) -> Response:
     if not visit.session:
         return redirect(visit, "/login")
-    return await _home(visit, users, thoughts, cursor=cursor)
+    return await _home(visit, thoughts, cursor=cursor)
 
 
 @router.post("/thoughts/", summary="Post a thought")
-async def post_thought(
-    visit: VisitDep, users: UsersDep, thoughts: ThoughtsDep, text: TextField = ""
-) -> Response:
+async def post_thought(visit: VisitDep, thoughts: ThoughtsDep, text: TextField = "") -> Response:
     if not visit.session:
         return redirect(visit, login_url(), flash="login_required")
     problem = thought_error(text)
@@ -106,9 +104,7 @@ async def post_thought(
             problem = exc.fields.get("text") or next(iter(exc.fields.values()))
         else:
             return redirect(visit, "/", flash="posted")
-    return await _home(
-        visit, users, thoughts, draft=text, errors={"text": problem}, status_code=400
-    )
+    return await _home(visit, thoughts, draft=text, errors={"text": problem}, status_code=400)
 
 
 @router.post("/thoughts/{thought_id}/delete", summary="Delete one of my thoughts")
@@ -122,18 +118,14 @@ async def delete_thought(visit: VisitDep, thoughts: ThoughtsDep, thought_id: int
 @router.get("/search", summary="Search everybody's thoughts (no login needed)")
 async def search(
     visit: VisitDep,
-    users: UsersDep,
     thoughts: ThoughtsDep,
     search: Annotated[str, Query(max_length=1_000)] = "",
     cursor: CursorParam = None,
 ) -> Response:
-    username = None
-    if visit.session:
-        try:
-            username = await users.me(visit.session)
-        except SessionExpired:
-            # Searching needs no login: carry on as a visitor and forget the stale session.
-            visit.log_out()
+    username = session_username(visit.session) if visit.session else None
+    if visit.session and username is None:
+        # Searching needs no login: carry on as a visitor and forget the stale session.
+        visit.log_out()
     query = search.strip()
     errors: dict[str, str] = {}
     page = None
@@ -163,6 +155,15 @@ async def search(
     )
 
 
+async def _signup_offer(users: UsersClient) -> dict[str, bool]:
+    """Whether the login page offers sign-up, and whether it must say that the users service is
+    unavailable: the form still shows (and says so) rather than the page failing."""
+    try:
+        return {"signup": await users.signup_enabled(), "users_unavailable": False}
+    except BackendUnavailable:
+        return {"signup": False, "users_unavailable": True}
+
+
 @router.get("/login", summary="The login form")
 async def login_form(
     visit: VisitDep, users: UsersDep, next: Annotated[str, Query(max_length=2_000)] = "/"
@@ -170,7 +171,7 @@ async def login_form(
     return render(
         visit,
         "login.html",
-        {"next": safe_next(next), "signup": await users.signup_enabled(), "username_value": ""},
+        {"next": safe_next(next), "username_value": "", **await _signup_offer(users)},
     )
 
 
@@ -202,9 +203,9 @@ async def login(
         "login.html",
         {
             "next": safe_next(next),
-            "signup": await users.signup_enabled(),
             "username_value": username,
             "errors": errors,
+            **await _signup_offer(users),
         },
         status_code=429 if "Retry-After" in visit.extra_headers else 400,
     )

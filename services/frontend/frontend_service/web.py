@@ -128,18 +128,49 @@ class Visit:
         return response
 
 
-def session_max_age(token: str) -> int | None:
-    """Seconds until the token expires (plus grace), read from its claims without verifying.
+def _unverified_claims(token: str) -> dict[str, Any] | None:
+    """The token's claims, read without verifying the signature (None if unreadable).
 
-    The frontend does not need to verify the token: every backend it is sent to does.
+    The frontend does not need to verify the token, nor the users service to do it: every
+    backend it is sent to verifies it offline (libs/auth). What the frontend reads here only
+    decides what to show and when to ask for a new login.
     """
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        remaining = int(claims["exp"]) - int(time.time())
-    except (IndexError, ValueError, KeyError, TypeError):
+    except (IndexError, ValueError, TypeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def session_max_age(token: str) -> int | None:
+    """Seconds until the token expires (plus grace), read from its claims without verifying."""
+    claims = _unverified_claims(token)
+    try:
+        remaining = int(claims["exp"]) - int(time.time())  # type: ignore[index]
+    except (KeyError, ValueError, TypeError):
         return None
     return max(0, remaining) + SESSION_COOKIE_GRACE_SECONDS
+
+
+def session_username(token: str) -> str | None:
+    """Who the session says is logged in, for the page's "Logged in as"; None when the token is
+    unreadable or expired (then the visitor must log in again).
+
+    Read from the token, not asked of the users service, so that every page but login and
+    sign-up works while users is down (issue 14). The name is only shown: what a page does with
+    the session (list, post, delete) is done by a backend that verifies the token, and a forged
+    cookie could only show its own maker a name.
+    """
+    claims = _unverified_claims(token)
+    if claims is None:
+        return None
+    username, expires = claims.get("username"), claims.get("exp")
+    if not isinstance(username, str) or not username or not isinstance(expires, int | float):
+        return None
+    if isinstance(expires, bool) or expires <= time.time():
+        return None
+    return username
 
 
 def get_settings(request: Request) -> FrontendSettings:

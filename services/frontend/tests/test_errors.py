@@ -23,6 +23,8 @@ class SlowHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"[]")
 
+    do_POST = do_GET
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -62,20 +64,61 @@ async def test_a_stopped_thoughts_service_gives_a_503_page_with_the_request_id(
     assert (await client.get("/login")).status_code == 200
 
 
-async def test_a_slow_backend_gives_a_503_page_in_bounded_time(start_frontend, slow_backend):
+async def test_a_slow_backend_gives_a_503_page_in_bounded_time(start_frontend, slow_backend, forms):
     client = await start_frontend(users_url=slow_backend, http_timeout_seconds=0.3, http_retries=1)
     started = time.monotonic()
-    response = await client.get("/login")
+    form = await client.get("/login")
+    assert time.monotonic() - started < 1.9
+    assert form.status_code == 200  # the form still shows, and says logging in will not work
+    assert "The accounts service is unavailable right now" in form.text
+    started = time.monotonic()
+    response = await client.post(
+        "/login",
+        data={"username": "u", "password": "p", "csrf_token": forms.csrf_token(form.text)},
+    )
     assert time.monotonic() - started < 1.9
     assert_helpful_503(response, "The accounts service (users)")
     assert "did not answer in time" in response.text
 
 
-async def test_a_quoted_request_id_is_the_one_in_the_page(start_frontend):
+async def test_a_quoted_request_id_is_the_one_in_the_page(start_frontend, forms):
     client = await start_frontend(users_url=f"http://127.0.0.1:{free_port()}")
-    response = await client.get("/login", headers={"X-Request-ID": "support-case-42"})
+    form = await client.get("/login")
+    response = await client.post(
+        "/login",
+        data={"username": "u", "password": "p", "csrf_token": forms.csrf_token(form.text)},
+        headers={"X-Request-ID": "support-case-42"},
+    )
     assert_helpful_503(response, "The accounts service")
     assert "support-case-42" in response.text
+
+
+async def test_every_page_but_login_and_signup_works_while_users_is_down(
+    start_frontend, frontend, forms, user
+):
+    """Issue 14: the home page, a search with a session and the login form each asked the
+    users service first, so all failed with 503 while it was down; tokens are verified offline
+    by the backends, so only logging in and signing up need it."""
+    await forms.log_in(frontend, *user)
+    await forms.submit(frontend, "/", "/thoughts/", {"text": "before the outage"})
+    down = await start_frontend(users_url=f"http://127.0.0.1:{free_port()}")
+    down.cookies = frontend.cookies  # the same browser, now served while users is down
+
+    home = await down.get("/")
+    assert home.status_code == 200, home.text
+    assert user[0] in home.text
+    assert "before the outage" in home.text
+    posted = await forms.submit(down, "/", "/thoughts/", {"text": "during the outage"})
+    assert posted.status_code == 303, posted.text
+    assert "during the outage" in (await down.get("/")).text
+    search = await down.get("/search", params={"search": "the outage"})
+    assert search.status_code == 200, search.text
+    assert f"<strong>{user[0]}</strong>" in search.text  # still logged in
+    login = await down.get("/login")
+    assert login.status_code == 200
+    assert "The accounts service is unavailable right now" in login.text
+    assert 'href="/signup"' not in login.text
+    assert_helpful_503(await down.get("/signup"), "The accounts service")
 
 
 async def test_an_expired_session_goes_to_the_login_page_with_a_message(
