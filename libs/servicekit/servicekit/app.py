@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from servicekit.admin import AdminGuardMiddleware, admin_headers, declare_admin_security
+from servicekit.admission import Admission
 from servicekit.db import Database
 from servicekit.dependencies import DependencyError, check_dependencies, parse_dependencies
 from servicekit.http import create_http_client
@@ -197,7 +198,12 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     app.state.metrics = Metrics(settings.service_name)
     app.state.tracing = tracing
     app.state.db = (
-        Database(settings.database_url, pool_size=settings.db_pool_size, tracing=tracing)
+        Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            tracing=tracing,
+            slow_queries=Admission(settings.db_slow_queries, settings.db_slow_query_wait_seconds),
+        )
         if spec.migrations_dir
         else None
     )

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from servicekit.admission import Admission
 from servicekit.driver import DriverPool, LazyDriverPool
 from servicekit.metrics import PoolStats
 from servicekit.tracing import TracedDriverPool, Tracing, trace_sqlalchemy
@@ -79,15 +80,22 @@ class Database:
         pool_size: int = 10,
         server_settings: Mapping[str, str] | None = None,
         tracing: Tracing | None = None,
+        slow_queries: Admission | None = None,
     ) -> None:
+        """`slow_queries`: how many reads that may be slow the driver pool runs at once, and
+        how long the others wait for a turn (servicekit.driver)."""
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
         self._tracing = tracing
         if tracing is not None:
             trace_sqlalchemy(self.engine.sync_engine, tracing, self.engine.dialect.name)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.slow_queries = slow_queries or Admission(2, 1.0)
         self._driver = LazyDriverPool(
-            self.engine.url, size=pool_size, server_settings=server_settings
+            self.engine.url,
+            size=pool_size,
+            server_settings=server_settings,
+            slow_queries=self.slow_queries,
         )
         # PostgreSQL run-time settings of the driver pool's connections (e.g. plan_cache_mode);
         # may be added to until the pool is first used.

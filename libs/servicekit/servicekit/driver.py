@@ -9,14 +9,19 @@ service can compile its hot statements once with SQLAlchemy and run them here:
 
 - PostgreSQL: up to `size` asyncpg connections in a minimal pool (ConnectionPool; statements
   are prepared and cached by asyncpg). A broken connection is replaced when next needed.
-- SQLite: reads run inline, on the event loop, on one plain `sqlite3` connection per process
-  (read-only, autocommit). An indexed read takes SQLite 10 to 800 microseconds, less than the
-  two thread switches aiosqlite pays for every call, and a server runs one process per core, so
-  a thread would not add parallelism either. A read that runs longer than the statement
-  timeout is interrupted (SQLite's progress handler), and a read that may be slow (a scan) runs
-  in a thread of its own instead, so that no query blocks the loop for long. Writes go
-  to one connection in a thread of its own, so that waiting for another process's write lock
-  (busy_timeout) never blocks the event loop.
+- SQLite: plain `sqlite3` connections (read-only, autocommit), one per reading thread. No
+  statement runs on the event loop: an indexed read takes SQLite 10 to 800 microseconds, but a
+  search of a thousand common characters took it seconds, and run inline that stopped every
+  other request of the process for as long (issue 14). Reads run in a reader thread (one
+  thread switch, not aiosqlite's two); a read that runs longer than the statement timeout is
+  interrupted (SQLite's progress handler). Writes go to one connection in a thread of its own,
+  so that waiting for another process's write lock (busy_timeout) never blocks the loop either.
+
+A read that may be slow (a scan, a search) takes a turn of the pool's `slow_queries`
+(servicekit.admission): at most so many run at once per process, in threads (SQLite) or
+connections (PostgreSQL) of their own; the others wait their turn only so long, then raise
+Overloaded (503 with Retry-After), so that a burst of them never queues without limit nor takes
+every connection or core from the indexed reads.
 
 Writes are committed in groups on both (GroupCommit).
 
@@ -43,6 +48,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import URL
 
+from servicekit.admission import Admission
+
 Row = Sequence[Any]
 
 
@@ -54,8 +61,8 @@ class DriverPool(Protocol):
     async def fetch(
         self, sql: str, arguments: Sequence[Any], *, may_be_slow: bool = False
     ) -> list[Row]:
-        """The rows of a read. `may_be_slow`: the statement may run long (a scan), so SQLite
-        runs it off the event loop."""
+        """The rows of a read. `may_be_slow`: the statement may run long (a scan), so it waits
+        for a turn of the pool's slow queries (Overloaded when none comes in time)."""
         ...
 
     async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
@@ -278,8 +285,9 @@ class PostgresDriverPool:
     group's statements run in one transaction on one connection, so N writes share one WAL
     flush."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, slow_queries: Admission) -> None:
         self._pool = pool
+        self._slow_queries = slow_queries
         self._writes: GroupCommit[Statement, list[Row]] = GroupCommit(
             self._commit_group, self._one_by_one, retryable=postgres_statement_failed
         )
@@ -292,6 +300,7 @@ class PostgresDriverPool:
         size: int,
         server_settings: Mapping[str, str] | None = None,
         statement_timeout: float | None = None,
+        slow_queries: Admission,
     ) -> PostgresDriverPool:
         import asyncpg
 
@@ -306,11 +315,17 @@ class PostgresDriverPool:
 
         pool = ConnectionPool(connect, size)
         await pool.open()
-        return cls(pool)
+        return cls(pool, slow_queries)
 
     async def fetch(
         self, sql: str, arguments: Sequence[Any], *, may_be_slow: bool = False
     ) -> list[Row]:
+        if may_be_slow:
+            async with self._slow_queries.turn():
+                return await self._fetch(sql, arguments)
+        return await self._fetch(sql, arguments)
+
+    async def _fetch(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
         import asyncpg
 
         try:
@@ -386,13 +401,25 @@ class _Reader:
 
 
 class SqliteDriverPool:
-    """Reads inline on the event loop (a read that may be slow, in a thread of its own); writes
-    in another thread, in groups (GroupCommit: one thread switch and one acquisition of the
-    write lock per group)."""
+    """Reads in a reader thread (a read that may be slow, in one of the slow queries' threads);
+    writes in another thread, in groups (GroupCommit: one thread switch and one acquisition of
+    the write lock per group)."""
 
-    def __init__(self, path: str, statement_timeout: float | None = None) -> None:
-        self._reader = _Reader(path, statement_timeout)
-        self._slow_reader = _Reader(path, statement_timeout)
+    def __init__(
+        self, path: str, statement_timeout: float | None = None, *, slow_queries: Admission
+    ) -> None:
+        self._path = path
+        self._statement_timeout = statement_timeout
+        self._slow_queries = slow_queries
+        # Each reading thread has its own connection (a connection runs one statement at once).
+        self._readers: list[_Reader] = []
+        self._readers_lock = threading.Lock()
+        self._thread_reader = threading.local()
+        self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        # As many threads as turns: an admitted slow read never waits for a thread.
+        self._slow_threads = ThreadPoolExecutor(
+            max_workers=slow_queries.limit, thread_name_prefix="sqlite-slow"
+        )
         # Used by the writer thread only; group transactions are begun and ended explicitly.
         self._writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in _WRITER_PRAGMAS:
@@ -405,7 +432,6 @@ class SqliteDriverPool:
         # other one commits. SQLite's own locking still guards the database; writers that do
         # not take this lock (migrations, the loader) simply wait in the busy handler as before.
         self._write_turn = os.open(path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        self._slow_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-scan")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writes: GroupCommit[Statement, list[Row]] = GroupCommit(
             self._commit_group, self._one_by_one
@@ -435,20 +461,30 @@ class SqliteDriverPool:
             connection.close()
 
     @classmethod
-    async def open(cls, path: str, *, statement_timeout: float | None = None) -> SqliteDriverPool:
-        return cls(path, statement_timeout)
+    async def open(
+        cls, path: str, *, statement_timeout: float | None = None, slow_queries: Admission
+    ) -> SqliteDriverPool:
+        return cls(path, statement_timeout, slow_queries=slow_queries)
+
+    def _read_now(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        """In a reading thread: the statement on that thread's own connection."""
+        reader: _Reader | None = getattr(self._thread_reader, "reader", None)
+        if reader is None:
+            reader = self._thread_reader.reader = _Reader(self._path, self._statement_timeout)
+            with self._readers_lock:
+                self._readers.append(reader)
+        return reader.fetch(sql, arguments)
 
     async def fetch(
         self, sql: str, arguments: Sequence[Any], *, may_be_slow: bool = False
     ) -> list[Row]:
+        loop = asyncio.get_running_loop()
         if may_be_slow:
-            # One at a time per process: a burst of scans queues here instead of taking
-            # every core from the indexed reads.
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._slow_thread, self._slow_reader.fetch, sql, arguments
-            )
-        return self._reader.fetch(sql, arguments)
+            async with self._slow_queries.turn():
+                return await loop.run_in_executor(
+                    self._slow_threads, self._read_now, sql, arguments
+                )
+        return await loop.run_in_executor(self._read_thread, self._read_now, sql, arguments)
 
     async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
         return await self._writes.submit((sql, arguments))
@@ -491,9 +527,10 @@ class SqliteDriverPool:
         self._stop_checkpoints.set()
         self._checkpointer.join(timeout=10)
         self._thread.shutdown(wait=True)
-        self._slow_thread.shutdown(wait=True)
-        self._reader.connection.close()
-        self._slow_reader.connection.close()
+        self._read_thread.shutdown(wait=True)
+        self._slow_threads.shutdown(wait=True)
+        for reader in self._readers:
+            reader.connection.close()
         self._writer.close()
         os.close(self._write_turn)
 
@@ -504,13 +541,22 @@ async def open_driver_pool(
     size: int,
     server_settings: Mapping[str, str] | None = None,
     statement_timeout: float | None = None,
+    slow_queries: Admission | None = None,
 ) -> DriverPool:
+    """`slow_queries`: the turns of reads that may be slow; by default two, waiting up to 1 s."""
+    slow_queries = slow_queries or Admission(2, 1.0)
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ValueError("the driver pool needs an SQLite file, not an in-memory database")
-        return await SqliteDriverPool.open(url.database, statement_timeout=statement_timeout)
+        return await SqliteDriverPool.open(
+            url.database, statement_timeout=statement_timeout, slow_queries=slow_queries
+        )
     return await PostgresDriverPool.open(
-        url, size=size, server_settings=server_settings, statement_timeout=statement_timeout
+        url,
+        size=size,
+        server_settings=server_settings,
+        statement_timeout=statement_timeout,
+        slow_queries=slow_queries,
     )
 
 
@@ -519,10 +565,16 @@ class LazyDriverPool:
     changed until then."""
 
     def __init__(
-        self, url: URL, *, size: int, server_settings: Mapping[str, str] | None = None
+        self,
+        url: URL,
+        *,
+        size: int,
+        server_settings: Mapping[str, str] | None = None,
+        slow_queries: Admission | None = None,
     ) -> None:
         self.url = url
         self.size = size
+        self.slow_queries = slow_queries
         self.server_settings = dict(server_settings or {})
         self.statement_timeout: float | None = None
         self._pool: DriverPool | None = None
@@ -537,6 +589,7 @@ class LazyDriverPool:
                         size=self.size,
                         server_settings=self.server_settings,
                         statement_timeout=self.statement_timeout,
+                        slow_queries=self.slow_queries,
                     )
         return self._pool
 

@@ -27,6 +27,14 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 
+def worth_retrying(response: httpx.Response) -> bool:
+    """A 502/503/504 from something in between (a proxy, a server restarting) is worth another
+    try; one with `Retry-After` is the service's own considered answer ("this search took too
+    long", "too busy, come back in a second"), and repeating it at once only adds to the load
+    that caused it: a frontend that retried such a search twice tripled an attack (issue 14)."""
+    return response.status_code in RETRY_STATUSES and "retry-after" not in response.headers
+
+
 class RetryTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
@@ -50,7 +58,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
                 if (
                     attempt >= self.retries
                     or request.method not in IDEMPOTENT_METHODS
-                    or response.status_code not in RETRY_STATUSES
+                    or not worth_retrying(response)
                 ):
                     return response
                 await response.aclose()

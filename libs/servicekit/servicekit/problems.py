@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from servicekit.admission import Overloaded
 from servicekit.context import current_request_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -81,9 +82,19 @@ async def _validation_exception(request: Request, exc: Exception) -> Response:
     return problem_response(400, detail, errors=errors)
 
 
+async def _overloaded(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Overloaded)
+    return problem_response(
+        503,
+        f"the service is busy with expensive requests; try again shortly ({exc})",
+        headers={"Retry-After": str(exc.retry_after_seconds)},
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_exception)
+    app.add_exception_handler(Overloaded, _overloaded)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -78,6 +78,10 @@ class ServiceSettings(BaseSettings):
     dependencies: str = ""
     dependency_wait_seconds: float = Field(default=30.0, ge=0, le=600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Reads that may be slow (a scan, a search) run at most this many at once per process; the
+    # others wait this long for a turn, then answer 503 with Retry-After (servicekit.admission).
+    db_slow_queries: int = Field(default=2, ge=1, le=64)
+    db_slow_query_wait_seconds: float = Field(default=1.0, ge=0, le=60)
     # The bearer token every /admin/* request must carry (servicekit.admin). Unset: admin routes
     # answer loopback clients only, with a warning at start-up. Give it as ADMIN_TOKEN_FILE.
     admin_token: SecretStr | None = None

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from servicekit.admission import Admission, Overloaded
 from servicekit.driver import GroupCommit, StatementTimeout, open_driver_pool
 from servicekit.testing import DatabaseFactory, need, postgres_available
 
@@ -99,6 +100,71 @@ async def test_a_slow_read_does_not_hold_up_the_others(
             await slow
     finally:
         await pool.close()
+
+
+async def test_no_read_runs_on_the_event_loop(
+    database_factory: DatabaseFactory, db_backend: str
+) -> None:
+    """Issue 14: a search run inline on SQLite stopped every other request of the process for
+    the whole statement timeout. While a read runs, the loop keeps serving."""
+    pool = await _pool(database_factory, db_backend)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        with pytest.raises(StatementTimeout):
+            await pool.fetch(SLOW[db_backend], ())  # 0.2 s until the timeout
+        # ~20 ticks in 0.2 s; a loop blocked by the read ticks none meanwhile.
+        assert ticks >= 5, f"the event loop ticked {ticks} times while the read ran"
+    finally:
+        ticker.cancel()
+        await pool.close()
+
+
+async def test_slow_reads_beyond_the_limit_wait_only_so_long(
+    database_factory: DatabaseFactory, db_backend: str
+) -> None:
+    url = make_url(database_factory.empty(db_backend))
+    slow_queries = Admission(1, wait_seconds=0.1)
+    pool = await open_driver_pool(url, size=4, statement_timeout=2, slow_queries=slow_queries)
+    try:
+        async with slow_queries.turn():  # another slow read runs
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(Overloaded):
+                await pool.fetch("SELECT 1", (), may_be_slow=True)
+            assert loop.time() - started < 1, "the refused read waited longer than its wait"
+            # Reads that are not slow do not queue behind the slow ones.
+            assert (await pool.fetch("SELECT 1", ()))[0][0] == 1
+        assert (await pool.fetch("SELECT 1", (), may_be_slow=True))[0][0] == 1
+    finally:
+        await pool.close()
+
+
+async def test_an_admission_hands_turns_over_in_order_and_forgets_who_gave_up() -> None:
+    admission = Admission(1, wait_seconds=5)
+    order: list[str] = []
+
+    async def later(name: str) -> None:
+        async with admission.turn():
+            order.append(name)
+
+    held = admission.turn()
+    await held.__aenter__()
+    tasks = [asyncio.ensure_future(later(name)) for name in ("second", "gives up", "third")]
+    await asyncio.sleep(0)  # one turn of the loop: each task starts and queues
+    assert admission.waiting == 3
+    tasks[1].cancel()
+    await held.__aexit__(None, None, None)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == ["second", "third"]
+    assert (admission.running, admission.waiting) == (0, 0)
 
 
 async def test_a_group_that_may_have_committed_is_not_retried() -> None:

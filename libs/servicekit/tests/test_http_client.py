@@ -44,6 +44,24 @@ async def test_get_is_retried_on_503_up_to_the_bound_then_the_last_answer_return
     assert recorder.methods == ["GET", "GET", "GET"]
 
 
+async def test_a_503_with_retry_after_is_the_services_answer_and_not_retried() -> None:
+    """Issue 14: the frontend repeated each "the search took too long" twice, tripling the
+    load of an attack. A 503 that says when to come back is returned as it is."""
+    calls: list[str] = []
+
+    def too_long(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        return httpx.Response(503, headers={"Retry-After": "1"}, json={"detail": "too long"})
+
+    async with create_http_client(
+        base_url="http://downstream.test", retries=2, transport=httpx.MockTransport(too_long)
+    ) as client:
+        response = await client.get("/api/thoughts/", params={"search": "the and of"})
+
+    assert response.status_code == 503
+    assert calls == ["GET"]
+
+
 async def test_get_retry_stops_at_the_first_success() -> None:
     recorder = Recorder(502, 504, 200)
     async with client_for(recorder, retries=5) as client:

@@ -50,7 +50,7 @@ from servicekit.pagination import Order, PageRequest
 from thoughts_service.models import Thought
 from thoughts_service.search import (
     LIKE_ESCAPE,
-    fts5_phrase,
+    fts5_query,
     like_contains_pattern,
     search_key,
     uses_index,
@@ -142,6 +142,9 @@ class Kind(enum.Enum):
     LIKE_WINDOWS = "like windows"  # PostgreSQL search: LIKE within two windows of ids
 
 
+# Searches: each waits for a turn of the driver pool's slow queries (see ThoughtRepository._fetch).
+SLOW_KINDS = frozenset({Kind.SCAN, Kind.FTS, Kind.LIKE, Kind.LIKE_WINDOWS})
+
 _COLUMNS = (Thought.id, Thought.username, Thought.text, Thought.timestamp)
 ThoughtSelect = Select[int, str, str, datetime]
 
@@ -184,9 +187,13 @@ def shape(
         return _keyset(base.where(position > 0), Thought.id, order, has_cursor)
     if kind is Kind.FTS:
         # The FTS5 table yields matching rowids in rowid order and takes the cursor's rowid bound
-        # itself, so a page costs one page of index reads however many rows match.
+        # itself, so a page costs one page of index reads however many rows match. The MATCH
+        # looks up a bounded number of trigrams (search.fts5_query); `instr` keeps the rows
+        # that contain the whole key.
         fts_rowid: ColumnElement[int] = _fts.c.rowid
-        statement = base.join(_fts, fts_rowid == Thought.id).where(_FTS_MATCH)
+        statement = base.join(_fts, fts_rowid == Thought.id).where(
+            _FTS_MATCH, func.instr(Thought.search_text, bindparam("key", type_=Text)) > 0
+        )
         return _keyset(statement, fts_rowid, order, has_cursor)
     # PostgreSQL: pg_trgm GIN index on search_text; the pattern is a parameter, and the planner
     # plans each execution for its value (custom plans, see main.py), so it picks the index for
@@ -221,7 +228,7 @@ def _search_values(dialect: str, query: str) -> tuple[Kind, dict[str, Any]]:
     if not uses_index(key):
         return Kind.SCAN, {"key": key}
     if dialect == "sqlite":
-        return Kind.FTS, {"fts_query": fts5_phrase(key)}
+        return Kind.FTS, {"fts_query": fts5_query(key), "key": key}
     return Kind.LIKE, {"pattern": like_contains_pattern(key)}
 
 
@@ -389,8 +396,12 @@ class ThoughtRepository:
     ) -> list[ThoughtRow]:
         query = _compiled(self._dialect, kind, order, "after" in values)
         driver = await self.database.driver()
-        # A search shorter than a trigram walks the table until it has a page: maybe long.
-        rows = await driver.fetch(query.sql, query.arguments(values), may_be_slow=kind is Kind.SCAN)
+        # A search may be slow (one shorter than a trigram walks the table until it has a page;
+        # one of common trigrams reads long index lists): it waits for a turn of the database's
+        # slow queries, and gets a 503 when none comes in time (servicekit.admission).
+        rows = await driver.fetch(
+            query.sql, query.arguments(values), may_be_slow=kind in SLOW_KINDS
+        )
         return [ThoughtRow(row[0], row[1], row[2], _utc(row[3])) for row in rows]
 
     async def _page(self, kind: Kind, page: PageRequest, **values: Any) -> list[ThoughtRow]:

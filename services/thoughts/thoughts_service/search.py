@@ -27,7 +27,12 @@ answer an exact, case-sensitive substring question about that column, which they
 
 - SQLite: an FTS5 table with `tokenize='trigram case_sensitive 1'` over `search_text` (external
   content, kept in sync by triggers). A quoted FTS5 phrase of the query's consecutive trigrams
-  matches exactly where the query occurs; quoting makes every FTS5 operator a literal.
+  matches exactly where the query occurs; quoting makes every FTS5 operator a literal. FTS5
+  reads the whole list of rows of every trigram it looks up, and a common trigram is in a
+  large share of all thoughts: a thousand characters of common words took seconds (issue 14).
+  So the index is asked about `MAX_TRIGRAMS` trigrams at most (the query's first and last few
+  characters, `fts5_query`), and an exact `instr` test of `search_text` keeps only the rows
+  that contain the whole query: the same rows, for a bounded cost.
 - PostgreSQL: `search_text LIKE '%<query with % _ / escaped>%' ESCAPE '/'` served by a `pg_trgm`
   GIN index. The index narrows the candidates (pg_trgm lowercases internally, which can only add
   candidates, never lose them) and PostgreSQL rechecks every candidate with the exact LIKE.
@@ -62,9 +67,33 @@ def uses_index(key: str) -> bool:
     return len(key) >= TRIGRAM
 
 
+# The most trigrams an FTS5 query looks up (see the module docstring). Each common one costs
+# SQLite about 4 ms at 300,000 thoughts; eight keep the worst search to some tens of ms there.
+MAX_TRIGRAMS = 8
+
+
 def fts5_phrase(key: str) -> str:
     """An FTS5 query matching `key` literally: one double-quoted string, quotes doubled."""
     return '"' + key.replace('"', '""') + '"'
+
+
+def fts5_query(key: str) -> str:
+    """An FTS5 query that finds every thought containing `key` (and maybe others, which the exact
+    `instr` test removes), looking up at most MAX_TRIGRAMS trigrams: the key as one phrase when
+    short enough, else its first and last characters as two phrases."""
+    longest = MAX_TRIGRAMS + TRIGRAM - 1  # code points of a phrase of MAX_TRIGRAMS trigrams
+    if len(key) <= longest:
+        return fts5_phrase(key)
+    ends = MAX_TRIGRAMS // 2 + TRIGRAM - 1
+    return f"{fts5_phrase(key[:ends])} AND {fts5_phrase(key[-ends:])}"
+
+
+def trigrams_looked_up(fts_query: str) -> int:
+    """How many trigrams an FTS5 query of `fts5_query` looks up (for tests and docs)."""
+    phrases = fts_query.split('" AND "')
+    return sum(
+        max(0, len(phrase.strip('"').replace('""', '"')) - TRIGRAM + 1) for phrase in phrases
+    )
 
 
 LIKE_ESCAPE = "/"
