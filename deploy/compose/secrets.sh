@@ -6,6 +6,7 @@
 #   <service>_database_url             the URL that service connects with (holds its password)
 #   frontend_secret_key                signs the frontend's CSRF tokens
 #   admin_token                        what an operator sends to /admin/* (Bearer)
+#   grafana_admin_password             Grafana's admin (profile observability)
 # The folder is private to its owner; the files are readable so the containers' users can read
 # their bind-mounted copies.
 set -euo pipefail
@@ -16,6 +17,7 @@ new() { [ -s "$dir/$1" ] || { python3 -c 'import secrets; print(secrets.token_ur
 new postgres_password
 new frontend_secret_key
 new admin_token
+new grafana_admin_password
 for service in users thoughts tasks; do
     new "${service}_db_password"
     printf 'postgresql+asyncpg://%s:%s@postgres:5432/%s\n' "$service" \

@@ -4,6 +4,8 @@ python -m devtools run                 # the whole system locally (what `make ru
 python -m devtools seed                # (re)seed the demo users of a running system
 python -m devtools load --thoughts N   # N generated thoughts and their authors' accounts
 python -m devtools import-legacy ...   # copy the book's databases into ours
+python -m devtools logs ID             # every service's log lines of one request or trace
+python -m devtools observability generate  # rules, PrometheusRule, dashboards from code
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from devtools import import_legacy, load
+from devtools import import_legacy, load, observability
 from devtools.run import default_var_dir, run
 from devtools.seed import seed_demo
 from devtools.stack import Ports, Stack
@@ -93,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "already there); --dry-run says what it would import and refuse.",
     )
     import_legacy.add_arguments(import_parser)
+
+    observability_parser = commands.add_parser(
+        "observability",
+        help="write (generate) or verify (check) the generated rules, PrometheusRule, dashboards",
+    )
+    observability_parser.add_argument("action", choices=["generate", "check"])
     return parser
 
 
@@ -102,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return import_legacy.main(args)
     if args.command == "load":
         return load.main(args, (args.var_dir or default_var_dir()).resolve())
+    if args.command == "observability":
+        return observability.main(args.action)
     stack = _stack(args)
     if args.command == "run":
         return run(stack, seed=not args.no_seed, json_logs=args.json_logs)

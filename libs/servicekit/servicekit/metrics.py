@@ -112,6 +112,27 @@ class Metrics:
         """A business metric registered beside the HTTP ones."""
         return Counter(name, documentation, list(labels), registry=self.registry)
 
+    def histogram(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Histogram:
+        """A business latency (seconds), with the same buckets as the HTTP latency."""
+        return Histogram(
+            name, documentation, list(labels), buckets=LATENCY_BUCKETS, registry=self.registry
+        )
+
+    def jwks_refresh_counter(self) -> Callable[[bool], None]:
+        """`auth_jwks_refreshes_total{outcome}` for a service that fetches the users service's
+        JWKS; the returned function is the key source's `on_refresh` callback. Failures mean a
+        new signing key stays unknown here and tokens signed with it are refused."""
+        refreshes = self.counter(
+            "auth_jwks_refreshes", "Fetches of the signing keys (JWKS), by outcome.", ("outcome",)
+        )
+        for outcome in ("success", "failure"):
+            refreshes.labels(outcome)  # present at 0, so the first failure is a rise
+
+        def count(succeeded: bool) -> None:
+            refreshes.labels("success" if succeeded else "failure").inc()
+
+        return count
+
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from frontend_service.backends import THOUGHTS, USERS, BackendUnavailable, SessionExpired
+from frontend_service.metrics import FrontendMetrics
 from frontend_service.web import CsrfRejected, get_visit, login_url, redirect, render
 
 SERVICE_DESCRIPTIONS = {
@@ -47,6 +48,8 @@ def error_page(
 
 async def backend_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendUnavailable)
+    metrics: FrontendMetrics = request.app.state.frontend_metrics
+    metrics.backend_errors.labels(exc.service).inc()
     what = SERVICE_DESCRIPTIONS.get(exc.service, f"The {exc.service} service")
     return error_page(
         request,

@@ -11,6 +11,7 @@ from frontend_service import __version__
 from frontend_service.csrf import CsrfSigner
 from frontend_service.errors import install_error_pages
 from frontend_service.headers import SecurityHeadersMiddleware
+from frontend_service.metrics import FrontendMetrics
 from frontend_service.pages import router
 from frontend_service.settings import FrontendSettings
 from frontend_service.web import CookieNames
@@ -40,6 +41,7 @@ def create_app(settings: FrontendSettings | None = None) -> FastAPI:
             },
         ),
     )
+    app.state.frontend_metrics = FrontendMetrics(app.state.metrics)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_pages(app)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from frontend_service.backends import ThoughtsClient, UsersClient
 from frontend_service.csrf import CSRF_FIELD, CsrfSigner, new_nonce
+from frontend_service.metrics import FrontendMetrics
 from frontend_service.settings import FrontendSettings
 from servicekit.context import current_request_id
 
@@ -279,7 +280,10 @@ def render(
         "errors": {},
         **(context or {}),
     }
+    started = time.perf_counter()
     response = TEMPLATES.TemplateResponse(visit.request, template, page, status_code=status_code)
+    metrics: FrontendMetrics = visit.request.app.state.frontend_metrics
+    metrics.rendered(template, status_code, time.perf_counter() - started)
     visit.finish(response)
     return response
 

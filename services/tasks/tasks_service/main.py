@@ -13,6 +13,7 @@ from mythoughts_auth.settings import read_public_keys
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from servicekit.pagination import PageLimits
 from tasks_service import __version__
+from tasks_service.metrics import TaskMetrics
 from tasks_service.models import TASK_MAX
 from tasks_service.ownership import BEARER_SCHEME
 from tasks_service.routes import api, register_welcome
@@ -64,7 +65,9 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
         raise ConfigError(f"configuration error: {exc}") from None
 
     async def verify_tokens(app: FastAPI) -> None:
-        install_token_verifier(app, settings, public_keys)
+        install_token_verifier(
+            app, settings, public_keys, on_refresh=app.state.task_metrics.count_jwks_refresh
+        )
 
     welcome = APIRouter(tags=["tasks"])
     # The tutorial's welcome names the pod it runs in: read once, the host name does not change.
@@ -88,6 +91,7 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
             },
         ),
     )
+    app.state.task_metrics = TaskMetrics(app.state.metrics)
     if not settings.tasks_require_token:
         _document_token_as_optional(app)
     return app

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from servicekit.pagination import LINK_HEADER_RESPONSE, PageDep, paginate, set_next_link
 from servicekit.problems import problem_openapi_response
 from tasks_service.ids import ID_PATTERN, normalize_task_id
+from tasks_service.metrics import TaskMetricsDep
 from tasks_service.ownership import ListOwner
 from tasks_service.repository import RepositoryDep
 from tasks_service.schemas import Message, TaskIn, TaskList, task_body, task_body_openapi
@@ -99,8 +100,11 @@ async def list_tasks(
     openapi_extra=task_body_openapi(),
     responses={**AUTH_RESPONSES, **BODY_RESPONSES},
 )
-async def create_task(owner: ListOwner, body: TaskBody, tasks: RepositoryDep) -> Response:
+async def create_task(
+    owner: ListOwner, body: TaskBody, tasks: RepositoryDep, metrics: TaskMetricsDep
+) -> Response:
     await tasks.create(owner, body.task)
+    metrics.count("create", owner)
     return _message(SAVED)
 
 
@@ -116,9 +120,14 @@ async def create_task(owner: ListOwner, body: TaskBody, tasks: RepositoryDep) ->
     },
 )
 async def update_task(
-    owner: ListOwner, task_id: TaskId, body: TaskBody, tasks: RepositoryDep
+    owner: ListOwner,
+    task_id: TaskId,
+    body: TaskBody,
+    tasks: RepositoryDep,
+    metrics: TaskMetricsDep,
 ) -> Response:
     found = await tasks.update(owner, task_id, body.task)
+    metrics.count("update", owner, found=found)
     return _message(UPDATED if found else NOT_FOUND)
 
 
@@ -131,8 +140,11 @@ async def update_task(
         **AUTH_RESPONSES,
     },
 )
-async def delete_task(owner: ListOwner, task_id: TaskId, tasks: RepositoryDep) -> Response:
+async def delete_task(
+    owner: ListOwner, task_id: TaskId, tasks: RepositoryDep, metrics: TaskMetricsDep
+) -> Response:
     found = await tasks.delete(owner, task_id)
+    metrics.count("delete", owner, found=found)
     return _message(DELETED if found else NOT_FOUND)
 
 
@@ -142,6 +154,9 @@ async def delete_task(owner: ListOwner, task_id: TaskId, tasks: RepositoryDep) -
     response_model=Message,
     responses=AUTH_RESPONSES,
 )
-async def delete_all_tasks(owner: ListOwner, tasks: RepositoryDep) -> Response:
+async def delete_all_tasks(
+    owner: ListOwner, tasks: RepositoryDep, metrics: TaskMetricsDep
+) -> Response:
     await tasks.delete_all(owner)
+    metrics.count("delete_all", owner)
     return _message(ALL_DELETED)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from servicekit.metrics import Metrics
+from thoughts_service.repository import SearchStrategy
 
 
 class ThoughtMetrics:
@@ -18,16 +19,18 @@ class ThoughtMetrics:
         self.searches = metrics.counter(
             "thoughts_searches", "Searches run, by how they were answered.", ("strategy",)
         )
-        # Fetches of the users service's JWKS (thoughts_service.main): failures mean a new
-        # signing key stays unknown here, and tokens signed with it are refused.
-        self.jwks_refreshes = metrics.counter(
-            "auth_jwks_refreshes", "Fetches of the signing keys (JWKS), by outcome.", ("outcome",)
+        # The search alone (the route's latency mixes searches with plain listing), timeouts
+        # included: a slow "scan" next to a quick "index" is the short-query problem.
+        self.search_latency = metrics.histogram(
+            "thoughts_search_duration_seconds",
+            "Time to answer a search, by how it was answered.",
+            ("strategy",),
         )
-        for outcome in ("success", "failure"):
-            self.jwks_refreshes.labels(outcome)
-
-    def count_jwks_refresh(self, succeeded: bool) -> None:
-        self.jwks_refreshes.labels("success" if succeeded else "failure").inc()
+        for strategy in SearchStrategy:
+            self.searches.labels(strategy.value)
+            self.search_latency.labels(strategy.value)
+        # Fetches of the users service's JWKS (thoughts_service.main).
+        self.count_jwks_refresh = metrics.jwks_refresh_counter()
 
 
 async def get_thought_metrics(request: Request) -> ThoughtMetrics:

@@ -6,6 +6,7 @@ Lists are JSON arrays as in the book; paging travels in query parameters and the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -180,7 +181,9 @@ async def list_thoughts(
     search: SearchParam = None,
 ) -> Response:
     if search:
-        metrics.searches.labels(search_strategy(search).value).inc()
+        strategy = search_strategy(search).value
+        metrics.searches.labels(strategy).inc()
+        started = time.perf_counter()
         try:
             return await _listed(lambda batch: thoughts.search(search, batch), page, request)
         except StatementTimeout:
@@ -192,6 +195,8 @@ async def list_thoughts(
                 "the search took too long; a longer search text is answered from the index",
                 headers={"Retry-After": "1"},
             ) from None
+        finally:
+            metrics.search_latency.labels(strategy).observe(time.perf_counter() - started)
     return await _listed(thoughts.list_all, page, request)
 
 
