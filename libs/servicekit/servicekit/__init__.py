@@ -3,12 +3,13 @@
 from servicekit.app import ServiceSpec, create_service_app
 from servicekit.bodies import body_openapi, form_or_json
 from servicekit.db import Database
-from servicekit.deps import HttpClientDep, MetricsDep, SessionDep
+from servicekit.deps import FlagsDep, HttpClientDep, MetricsDep, SessionDep
 from servicekit.settings import ConfigError, ServiceSettings, load_settings
 
 __all__ = [
     "ConfigError",
     "Database",
+    "FlagsDep",
     "HttpClientDep",
     "MetricsDep",
     "ServiceSettings",

@@ -24,6 +24,7 @@ from servicekit.admin import AdminGuardMiddleware, admin_headers, declare_admin_
 from servicekit.admission import Admission
 from servicekit.db import Database
 from servicekit.dependencies import DependencyError, check_dependencies, parse_dependencies
+from servicekit.flags import BadFlagFile, Flags
 from servicekit.http import create_http_client
 from servicekit.lifecycle import is_shutting_down
 from servicekit.logs import configure_logging
@@ -35,7 +36,7 @@ from servicekit.problems import (
     patch_openapi_validation_responses,
     problem_response,
 )
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ConfigError, ServiceSettings
 from servicekit.surface import InternalPortMiddleware
 from servicekit.tracing import Tracing
 from servicekit.version import VersionInfo, resolve_version
@@ -196,6 +197,14 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     app.state.settings = settings
     app.state.version = version
     app.state.metrics = Metrics(settings.service_name)
+    try:
+        app.state.flags = Flags.from_file(
+            settings.feature_flags_file,
+            service=settings.service_name,
+            reload_seconds=settings.feature_flags_reload_seconds,
+        )
+    except BadFlagFile as exc:
+        raise ConfigError(f"configuration error: FEATURE_FLAGS_FILE: {exc}") from None
     app.state.tracing = tracing
     app.state.db = (
         Database(

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import Database
+from servicekit.flags import Flags
 from servicekit.metrics import Metrics
 
 # Every dependency here is `async def`, even those that never await: FastAPI runs a plain `def`
@@ -32,6 +33,12 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def get_flags(request: Request) -> Flags:
+    flags: Flags = request.app.state.flags
+    return flags
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+FlagsDep = Annotated[Flags, Depends(get_flags)]

@@ -107,6 +107,11 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"INTERNAL_PORT must differ from PORT ({self.port})")
         return self
 
+    # Feature flags (servicekit.flags): a YAML/JSON file, e.g. a mounted ConfigMap, looked at
+    # again at most every FEATURE_FLAGS_RELOAD_SECONDS. Unset: every flag answers its default.
+    feature_flags_file: Path | None = None
+    feature_flags_reload_seconds: float = Field(default=5.0, ge=0, le=3600)
+
     # Tracing is on when set: spans go to this OTLP/HTTP collector (servicekit.tracing).
     otel_exporter_otlp_endpoint: str | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -190,6 +191,35 @@ async def test_signup_when_enabled(start_app: Any, make_settings: Any) -> None:
     assert created.json()["username"] == "new"
     dup = await client.post("/api/users/", data={"username": "new", "password": "long-pw-2"})
     assert dup.status_code == 409
+
+
+async def test_signup_flag_from_a_file_targets_listed_users(
+    start_app: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    """The `signup` flag of FEATURE_FLAGS_FILE overrides SIGNUP_ENABLED: here on for one
+    invited username only, although the environment switch says on for everybody."""
+    flags = tmp_path / "flags.yaml"
+    flags.write_text('flags:\n  signup: {users: ["Mary O\'Neil"]}\n', encoding="utf-8")
+    client = await start_app(make_settings(signup_enabled=True, feature_flags_file=flags))
+    assert (await client.get("/api/features/")).json() == {"signup": False}
+    invited = await client.get("/api/features/", params={"username": "Mary O'Neil"})
+    assert invited.json() == {"signup": True}
+    refused = await client.post("/api/users/", json={"username": "bob", "password": "long-pw-1"})
+    assert refused.status_code == 403
+    created = await client.post(
+        "/api/users/", json={"username": "Mary O'Neil", "password": "long-pw-1"}
+    )
+    assert created.status_code == 201, created.text
+
+
+async def test_signup_enabled_stays_the_default_of_the_flag(
+    start_app: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    flags = tmp_path / "flags.yaml"
+    flags.write_text("flags:\n  other: {enabled: true}\n", encoding="utf-8")
+    client = await start_app(make_settings(signup_enabled=True, feature_flags_file=flags))
+    created = await client.post("/api/users/", json={"username": "new", "password": "long-pw-1"})
+    assert created.status_code == 201, created.text
 
 
 async def test_openapi_docs_are_titled_users_backend(client: httpx.AsyncClient) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from mythoughts_auth import CurrentUser
-from servicekit import SessionDep, body_openapi, form_or_json
+from servicekit import FlagsDep, SessionDep, body_openapi, form_or_json
 from servicekit.problems import problem_openapi_response, problem_response
 from users_service.accounts import (
     CountersUnavailable,
@@ -192,15 +192,28 @@ async def me(username: CurrentUser, session: SessionDep) -> UserOut:
     return UserOut.model_validate(user)
 
 
+# Sign-up is the feature flag `signup` (servicekit.flags): on for everybody, for listed users or
+# for a share of them, from FEATURE_FLAGS_FILE; SIGNUP_ENABLED is its default.
+SIGNUP_FLAG = "signup"
+
+
 @api.get("/api/features/", summary="Which optional features this server has enabled")
-async def features(settings: SettingsDep) -> Features:
-    return Features(signup=settings.signup_enabled)
+async def features(
+    settings: SettingsDep,
+    flags: FlagsDep,
+    username: Annotated[
+        str | None, Query(max_length=200, description="answer for this user (sign-up rollouts)")
+    ] = None,
+) -> Features:
+    return Features(
+        signup=flags.enabled(SIGNUP_FLAG, user=username, default=settings.signup_enabled)
+    )
 
 
 @api.post(
     "/api/users/",
     status_code=201,
-    summary="Sign up (only when SIGNUP_ENABLED)",
+    summary="Sign up (when the `signup` flag is on for the username)",
     openapi_extra=body_openapi(SignUp),
     responses={
         403: problem_openapi_response("Sign-up is disabled on this server"),
@@ -211,9 +224,10 @@ async def sign_up(
     session: SessionDep,
     passwords: PasswordsDep,
     settings: SettingsDep,
+    flags: FlagsDep,
     new_user: Annotated[SignUp, Depends(form_or_json(SignUp))],
 ) -> UserOut:
-    if not settings.signup_enabled:
+    if not flags.enabled(SIGNUP_FLAG, user=new_user.username, default=settings.signup_enabled):
         raise HTTPException(403, "sign-up is disabled on this server")
     return await _create(session, passwords, new_user)
 
