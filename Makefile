@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := libs/servicekit libs/auth services/users services/thoughts services/frontend services/tasks devtools
+PACKAGES := libs/servicekit libs/auth libs/testkit services/users services/thoughts services/frontend services/tasks devtools
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
 .PHONY: run test lint typecheck pytest venv migrate clean bench checkov
@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth services/users/users_service \
+	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth libs/testkit/testkit services/users/users_service \
 		services/thoughts/thoughts_service services/frontend/frontend_service services/tasks/tasks_service devtools/devtools \
 		bench/run.py
 

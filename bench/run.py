@@ -44,8 +44,8 @@ from typing import Any
 import httpx
 
 from devtools.stack import Ports, Stack
-from servicekit.testing import ServiceProcess, free_port
-from thoughts_service.loader import COMMON_WORD, RARE_EVERY, RARE_WORD
+from devtools.synthetic_thoughts import COMMON_WORD, RARE_EVERY, RARE_WORD
+from testkit import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"

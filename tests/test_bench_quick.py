@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from servicekit.testing import need
+from testkit import need
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {

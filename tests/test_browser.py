@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from servicekit.testing import need
+from testkit import need
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 # Without the background-networking flags Chromium hangs on a closed network.

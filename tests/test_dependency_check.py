@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from servicekit.testing import ServiceProcess, free_port, python_module_argv
+from testkit import ServiceProcess, free_port, python_module_argv
 
 FAKE_SERVER = Path(__file__).resolve().parent / "fake_version_server.py"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from devtools.stack import Ports, Stack
-from servicekit.testing import free_port, python_module_argv
+from testkit import free_port, python_module_argv
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 

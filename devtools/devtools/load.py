@@ -1,8 +1,8 @@
 """`python -m devtools load`: fill the service databases with a realistic amount of data.
 
-Thoughts come from the thoughts service's own generator and bulk loader
-(`thoughts_service.loader`: PostgreSQL COPY, batched inserts on SQLite, progress bar); their
-authors get accounts in the users database (`users_service.loader`), all with one password, so
+Thoughts come from the generator and bulk loader of `devtools.synthetic_thoughts` (PostgreSQL
+COPY, batched inserts on SQLite, progress bar); their authors get accounts in the users database
+(`devtools.synthetic_users`), all with one password, so
 that a benchmark can log in as any of them. Both databases are migrated first. Safe to run again:
 it says what is already there and adds only what is missing.
 
@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.synthetic_thoughts import LoadResult, add_load_arguments, load_with_progress
+from devtools.synthetic_thoughts import synthetic_authors as authors_of
+from devtools.synthetic_users import UsersLoadResult, load_users, shared_password_hash
 from servicekit.migrations import upgrade
-from thoughts_service.loader import LoadResult, add_load_arguments, load_with_progress
-from thoughts_service.loader import synthetic_authors as authors_of
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
-from users_service.loader import UsersLoadResult, load_users, shared_password_hash
 from users_service.main import MIGRATIONS_DIR as USERS_MIGRATIONS
 from users_service.settings import UsersSettings
 
@@ -40,7 +40,7 @@ class LoadSummary:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_load_arguments(parser, count_flag="--thoughts")
+    add_load_arguments(parser)
     parser.add_argument(
         "--password",
         default=DEFAULT_PASSWORD,

@@ -1,4 +1,4 @@
-"""Pytest plugin (registered by the devtools package): the whole local system, once per session.
+"""Pytest plugin (registered in the root conftest.py): the whole local system, once per session.
 
 `local_system` starts thoughts, users and frontend as real processes (`python -m <service>
 serve`, see devtools.testing) the first time a test asks for it, seeds the demo users, and stops
@@ -10,21 +10,15 @@ one; a test that stops a service starts it again before it ends.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from devtools.testing import LocalSystem
+from devtools.seed import seed_demo
+from devtools.testing import LocalSystem
 
 
 @pytest.fixture(scope="session")
 def local_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    # Imported here, not when pytest loads this plugin: servicekit.testing is a plugin of its own
-    # (root conftest.py) and must be imported by pytest first, so that its asserts are rewritten.
-    from devtools.seed import seed_demo
-    from devtools.testing import LocalSystem
-
     system = LocalSystem(tmp_path_factory.mktemp("local-system"))
     with system:
         seed_demo(system.url("users"), system.url("thoughts"), say=lambda _line: None)

@@ -15,7 +15,7 @@ from types import TracebackType
 import httpx
 
 from devtools.stack import Ports, Stack
-from servicekit.testing import ServiceProcess, free_port
+from testkit import ServiceProcess, free_port
 
 # argon2 at its cheapest and generous address limits: tests log in a lot, from one address.
 TEST_OVERRIDES: dict[str, dict[str, str]] = {

@@ -1,6 +1,6 @@
 """Fixtures for the kit's own tests: the example service in-process and as real servers.
 
-The root conftest loads `servicekit.testing` (db_backend, database_factory, free_port,
+The root conftest loads `testkit.plugin` (db_backend, database_factory; testkit has free_port,
 ServiceProcess). The example service lives beside the tests; pytest runs in importlib mode, so
 it is loaded here by path under a name of its own and handed to the tests as the `example`
 fixture.
@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from servicekit.lifecycle import reset_for_tests
 from servicekit.logs import JsonFormatter
 from servicekit.settings import ServiceSettings
-from servicekit.testing import DatabaseFactory, StartedApps
+from testkit import DatabaseFactory, StartedApps
 
 HERE = Path(__file__).resolve().parent
 # Loggers that configure_logging() changes besides the root logger.

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from servicekit.db import Database, parse_database_url
 from servicekit.migrations import alembic_config, current_revision, head_revision, upgrade
-from servicekit.testing import DatabaseFactory
+from testkit import DatabaseFactory
 
 
 @pytest.mark.parametrize(

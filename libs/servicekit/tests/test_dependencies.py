@@ -17,7 +17,7 @@ from servicekit.dependencies import (
     version_tuple,
 )
 from servicekit.http import create_http_client
-from servicekit.testing import free_port
+from testkit import free_port
 
 
 def test_parse_one_dependency() -> None:

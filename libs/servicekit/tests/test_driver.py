@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from servicekit.admission import Admission, Overloaded
 from servicekit.driver import GroupCommit, StatementTimeout, open_driver_pool
-from servicekit.testing import DatabaseFactory, need, postgres_available
+from testkit import DatabaseFactory, need, postgres_available
 
 DDL = {
     "sqlite": "CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL "

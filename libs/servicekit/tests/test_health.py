@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from servicekit import ServiceSpec, create_service_app, load_settings
 from servicekit import version as version_module
 from servicekit.lifecycle import begin_shutdown
-from servicekit.testing import DatabaseFactory, free_port
+from testkit import DatabaseFactory, free_port
 
 PROBLEM = "application/problem+json"
 

@@ -10,7 +10,7 @@ import pytest
 
 from servicekit import http as http_module
 from servicekit.http import RetryTransport, create_http_client
-from servicekit.testing import free_port
+from testkit import free_port
 
 
 class Recorder:

@@ -19,7 +19,7 @@ from servicekit import server as server_module
 from servicekit.lifecycle import is_shutting_down
 from servicekit.server import DrainingServer
 from servicekit.settings import ServiceSettings
-from servicekit.testing import DatabaseFactory, ServiceProcess, free_port
+from testkit import DatabaseFactory, ServiceProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 

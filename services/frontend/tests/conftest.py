@@ -19,7 +19,7 @@ import pytest
 from devtools.testing import LocalSystem
 from frontend_service.main import create_app
 from frontend_service.settings import FrontendSettings
-from servicekit.testing import StartedApps
+from testkit import StartedApps
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

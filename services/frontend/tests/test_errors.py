@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from servicekit.testing import free_port
+from testkit import free_port
 from users_service.signing import load_signing_keys
 
 

@@ -15,9 +15,9 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from servicekit.testing import DatabaseFactory
 from tasks_service.main import MIGRATIONS_DIR, create_app
 from tasks_service.settings import TasksSettings
+from testkit import DatabaseFactory
 
 KID = "tasks-test-key"
 

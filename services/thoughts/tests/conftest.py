@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from servicekit.testing import DatabaseFactory
+from testkit import DatabaseFactory
 from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.models import Thought
 from thoughts_service.settings import ThoughtsSettings

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import Select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from devtools.synthetic_thoughts import trigram_index_bulk_mode
 from servicekit.pagination import PageRequest
-from thoughts_service.loader import TRIGRAM_INDEX, trigram_index_bulk_mode
-from thoughts_service.models import Thought
+from thoughts_service.models import TRIGRAM_INDEX, Thought
 from thoughts_service.repository import (
     SEARCH_WINDOW,
     SearchSpan,

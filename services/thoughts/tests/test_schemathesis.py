@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from servicekit.db import Database
-from servicekit.testing import run_schemathesis
+from testkit.contract import run_schemathesis
 from thoughts_service.main import create_app
 from thoughts_service.models import Thought
 from thoughts_service.settings import ThoughtsSettings

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from mythoughts_auth import KeySet
 from servicekit import ConfigError, load_settings
-from servicekit.testing import DatabaseFactory, ServiceProcess, free_port, python_module_argv
+from testkit import DatabaseFactory, ServiceProcess, free_port, python_module_argv
 from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.settings import ThoughtsSettings
 

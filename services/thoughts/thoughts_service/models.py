@@ -51,6 +51,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# The pg_trgm GIN index of search (by id window and trigrams), created by the PostgreSQL branch
+# of migrations/versions/0002 (it replaced 0001's `ix_thoughts_search_text_trgm`).
+TRIGRAM_INDEX = "ix_thoughts_id_window_search_text_trgm"
+
+
 def _search_key_of_text(context: DefaultExecutionContext) -> str:
     # Any INSERT that does not give `search_text` derives it from `text`, so that no code path
     # (ORM, bulk loaders) can store a thought that search cannot find.

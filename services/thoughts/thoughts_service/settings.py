@@ -11,7 +11,7 @@ from servicekit.settings import ServiceSettings
 
 
 class ThoughtsDatabaseSettings(ServiceSettings):
-    """What the database-only commands (migrate, load-synthetic) need: no keys, no pages."""
+    """What the database-only command (migrate) needs: no keys, no pages."""
 
     service_name: str = "thoughts"
     port: int = Field(default=8000, ge=1, le=65535)

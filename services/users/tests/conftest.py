@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servicekit.testing import DatabaseFactory, StartedApps
+from testkit import DatabaseFactory, StartedApps
 from users_service.main import MIGRATIONS_DIR, create_app
 from users_service.settings import UsersSettings
 from users_service.signing import generate_key

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from servicekit.db import Database
-from servicekit.testing import run_schemathesis
+from testkit.contract import run_schemathesis
 from users_service.accounts import create_user
 from users_service.main import create_app
 from users_service.passwords import Passwords

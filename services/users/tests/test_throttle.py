@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from servicekit.testing import StartedApps, free_port, need
+from testkit import StartedApps, free_port, need
 from users_service.throttle import MemoryFailureCounter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -1,5 +1,8 @@
 """Generated thoughts in bulk, to measure the service at realistic sizes (benchmarks, tests).
 
+A development tool (`python -m devtools load`), not part of the thoughts service: its image
+never carries it, nor tqdm.
+
 What the rows look like, and why:
 
 - Text: English-like sentences of 20 to 250 characters. Most words come from a list of common
@@ -38,12 +41,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
+from tqdm import tqdm
 
 from servicekit.db import Database
-from thoughts_service.models import TEXT_MAX, Thought
+from thoughts_service.models import TEXT_MAX, TRIGRAM_INDEX, Thought
 from thoughts_service.search import search_key
 
 # Frequent English words, roughly most frequent first (rank sets the weight).
@@ -83,9 +88,6 @@ COMMON_WORD = "people"
 RARE_WORD = "zyzzyva"
 RARE_EVERY = 1000
 BATCH = 5000
-# The pg_trgm GIN index of search (by id window and trigrams), created by the PostgreSQL branch
-# of migrations/versions/0002 (it replaced 0001's `ix_thoughts_search_text_trgm`).
-TRIGRAM_INDEX = "ix_thoughts_id_window_search_text_trgm"
 # Above this many new rows per row already there, PostgreSQL drops the trigram index and builds
 # it again after the COPY (one sorted build) instead of inserting into it row by row.
 REBUILD_RATIO = 0.5
@@ -321,8 +323,6 @@ async def _copy_postgresql(
     (`trigram_index_bulk_mode`). Either way the index is complete and valid when the transaction
     commits, has its own storage options (INDEX_OPTIONS), and the table has fresh statistics.
     """
-    import asyncpg
-
     url = make_url(database_url).set(drivername="postgresql")
     connection = await asyncpg.connect(url.render_as_string(hide_password=False))
     try:
@@ -367,9 +367,6 @@ def load_with_progress(
         return LoadResult(existing, 0)
     say(f"thoughts: {existing:,} already in {where}; adding {count - existing:,}")
     start = time.perf_counter()
-    # Imported here: tqdm is a development tool, not a dependency of the service's image.
-    from tqdm import tqdm
-
     with tqdm(
         total=count - existing, unit=" thoughts", unit_scale=True, file=sys.stderr, leave=False
     ) as bar:
@@ -382,11 +379,10 @@ def load_with_progress(
     return result
 
 
-def add_load_arguments(parser: argparse.ArgumentParser, *, count_flag: str = "--count") -> None:
-    """The options of a synthetic load, shared by `thoughts_service load-synthetic` and
-    `devtools load` so that both make the same data."""
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a synthetic load (`python -m devtools load`)."""
     parser.add_argument(
-        count_flag, dest="count", type=int, required=True, help="thoughts the table should hold"
+        "--thoughts", dest="count", type=int, required=True, help="thoughts the table should hold"
     )
     parser.add_argument("--seed", type=int, default=1, help="same seed, same thoughts")
     parser.add_argument(

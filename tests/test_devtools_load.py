@@ -1,59 +1,26 @@
-"""The hand-written migration goes up, down and up again on both databases; the bulk loader
-fills a database that search then answers from."""
+"""The bulk loader of devtools (devtools.synthetic_thoughts) fills a migrated thoughts database
+that search then answers from, adds to a loaded one, and makes the same rows from the same seed."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from alembic import command
-from sqlalchemy import func, inspect, select, text
+import pytest
+from sqlalchemy import func, select, text
 
+from devtools.synthetic_thoughts import load_synthetic, synthetic_rows
 from servicekit.db import Database
-from servicekit.migrations import alembic_config, upgrade
 from servicekit.pagination import PageRequest
-from servicekit.testing import DatabaseFactory
-from thoughts_service.loader import TRIGRAM_INDEX, load_synthetic, synthetic_rows
+from testkit import DatabaseFactory
 from thoughts_service.main import MIGRATIONS_DIR
-from thoughts_service.models import Thought
+from thoughts_service.models import TRIGRAM_INDEX, Thought
 from thoughts_service.repository import ThoughtRepository
 
 
-async def _table_names(url: str) -> set[str]:
-    database = Database(url)
-    try:
-        async with database.engine.connect() as connection:
-            names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
-            indexes = await connection.run_sync(
-                lambda sync: (
-                    {i["name"] for i in inspect(sync).get_indexes("thoughts")}
-                    if "thoughts" in names
-                    else set()
-                )
-            )
-            return set(names) | {str(name) for name in indexes}
-    finally:
-        await database.dispose()
-
-
-def test_migration_round_trip(database_factory: DatabaseFactory, db_backend: str) -> None:
-    url = database_factory.empty(db_backend)
-    upgrade(MIGRATIONS_DIR, url)
-    created = asyncio.run(_table_names(url))
-    assert {"thoughts", "ix_thoughts_username_id"} <= created
-    search_index = "thoughts_fts" if db_backend == "sqlite" else TRIGRAM_INDEX
-    assert search_index in created
-    if db_backend == "postgresql":
-        # 0002 replaced 0001's trigram index with the one keyed by id window, and back.
-        assert "ix_thoughts_search_text_trgm" not in created
-        command.downgrade(alembic_config(MIGRATIONS_DIR, url), "0001")
-        indexes = asyncio.run(_table_names(url))
-        assert "ix_thoughts_search_text_trgm" in indexes
-        assert TRIGRAM_INDEX not in indexes
-    command.downgrade(alembic_config(MIGRATIONS_DIR, url), "base")
-    assert not {"thoughts", "thoughts_fts"} & asyncio.run(_table_names(url))
-    upgrade(MIGRATIONS_DIR, url)
-    assert search_index in asyncio.run(_table_names(url))
+@pytest.fixture
+def database_url(database_factory: DatabaseFactory, db_backend: str) -> str:
+    return database_factory.fresh(db_backend, MIGRATIONS_DIR)
 
 
 async def _load_and_search(url: str) -> tuple[int, list[str]]:
@@ -77,7 +44,7 @@ def test_loader_fills_a_searchable_database(database_url: str) -> None:
 
 async def _load_more_and_search(url: str) -> tuple[bool, list[int], Any]:
     await load_synthetic(url, 600, rare_word="quokkaesque", rare_every=200)
-    # A third more: through the index's pending list, not a rebuild (loader.REBUILD_RATIO).
+    # A third more: through the pending list, not a rebuild (synthetic_thoughts.REBUILD_RATIO).
     more = await load_synthetic(url, 800, rare_word="quokkaesque", rare_every=200)
     database = Database(url)
     try:
