@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from servicekit.testing import need
+from testkit import need
 
 KUBECTL = shutil.which("kubectl", path="/usr/bin:" + os.environ.get("PATH", ""))
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from servicekit.testing import need
+from testkit import need
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from servicekit.testing import run_schemathesis
 from tasks_service.main import create_app
 from tasks_service.settings import TasksSettings
+from testkit.contract import run_schemathesis
 
 
 def test_api_conforms_to_its_schema(database_url: str, keys_dir: Path, auth: Any) -> None:
