@@ -20,7 +20,7 @@ from devtools import import_legacy as importer
 from devtools.import_legacy import DUPLICATE, EMPTY_TEXT, LONG_TEXT, TAKEN_ID, import_legacy
 from devtools.legacy_schema import LEGACY_METADATA, thought_model, user_model
 from devtools.testing import TEST_OVERRIDES, LocalSystem
-from servicekit.testing import POSTGRES_ADMIN_URL, DatabaseFactory, _pg_execute
+from testkit.databases import POSTGRES_ADMIN_URL, DatabaseFactory, pg_execute
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from users_service.main import MIGRATIONS_DIR as USERS_MIGRATIONS
 from users_service.settings import UsersSettings
@@ -80,7 +80,7 @@ def _book_database(backend: str, root: Path, name: str) -> tuple[str, str]:
         url = f"sqlite:///{root / f'{name}.db'}"
         return url, url
     database = f"mt_book_{name}_{uuid.uuid4().hex[:12]}"
-    _pg_execute(f'CREATE DATABASE "{database}"')
+    pg_execute(f'CREATE DATABASE "{database}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     return (
         f"{base}/{database}",
@@ -108,7 +108,7 @@ def legacy(db_backend: str, tmp_path: Path) -> Iterator[Legacy]:
     yield Legacy(urls["users"], urls["thoughts"])
     if db_backend == "postgresql":
         for url in created:
-            _pg_execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+            pg_execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @dataclass

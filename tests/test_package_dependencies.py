@@ -113,6 +113,7 @@ def test_runtime_requirements_are_what_the_runtime_packages_declare() -> None:
         f"declares and misses {sorted(wanted - listed)}"
     )
 
+
 # Loaded at start-up in the development venv only because they are installed there: each is
 # imported on the condition that it is (the service works without it, as in its image).
 LOADED_WHEN_INSTALLED = {

@@ -48,9 +48,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from devtools import legacy_schema
 from devtools.legacy_schema import thought_model, user_model
+from devtools.synthetic_thoughts import trigram_index_bulk_mode
 from servicekit.db import Database
 from servicekit.migrations import current_revision, head_revision
-from thoughts_service.loader import trigram_index_bulk_mode
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from thoughts_service.models import TEXT_MAX, Thought
 from thoughts_service.schemas import WHITESPACE, ThoughtText

@@ -44,7 +44,8 @@ def postgres_available() -> str | None:
         return f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable ({type(exc).__name__})"
 
 
-def _pg_execute(sql: str) -> None:
+def pg_execute(sql: str) -> None:
+    """Runs one statement on the server as the admin user (CREATE or DROP DATABASE)."""
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
         connection.execute(sql)
 
@@ -75,8 +76,8 @@ class DatabaseFactory:
                 self._templates[key] = str(path)
             else:
                 name = f"mt_tpl_{tag}"
-                _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                _pg_execute(f'CREATE DATABASE "{name}"')
+                pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                pg_execute(f'CREATE DATABASE "{name}"')
                 self._created.append(name)
                 upgrade(migrations_dir, _async_url(name))
                 self._templates[key] = name
@@ -89,7 +90,7 @@ class DatabaseFactory:
             shutil.copyfile(template, path)
             return f"sqlite+aiosqlite:///{path}"
         name = f"mt_test_{uuid.uuid4().hex[:16]}"
-        _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         self._created.append(name)
         return _async_url(name)
 
@@ -98,7 +99,7 @@ class DatabaseFactory:
         if backend == "sqlite":
             return f"sqlite+aiosqlite:///{self.root / f'empty_{uuid.uuid4().hex}.db'}"
         name = f"mt_empty_{uuid.uuid4().hex[:16]}"
-        _pg_execute(f'CREATE DATABASE "{name}"')
+        pg_execute(f'CREATE DATABASE "{name}"')
         self._created.append(name)
         return _async_url(name)
 
@@ -110,7 +111,7 @@ class DatabaseFactory:
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(
                 pool.map(
-                    lambda name: _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),
+                    lambda name: pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),
                     names,
                 )
             )
