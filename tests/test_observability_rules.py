@@ -15,8 +15,8 @@ from fastapi.routing import APIRoute
 from devtools.observability import stale_files
 from devtools.slos import OBJECTIVES, slos_markdown_table
 from frontend_service import pages as frontend_pages
-from testkit import need
 from tasks_service import routes as tasks_routes
+from testkit import need
 from thoughts_service import routes as thoughts_routes
 from users_service import routes as users_routes
 
