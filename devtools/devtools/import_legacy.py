@@ -60,6 +60,7 @@ from users_service.models import User
 from users_service.passwords import Passwords
 from users_service.schemas import Username
 from users_service.settings import UsersSettings
+from users_service.usernames import username_key
 
 BATCH = 1000
 EXAMPLES = 10  # ids shown per reason; the count is always complete
@@ -252,6 +253,8 @@ async def _import_users(
                 {
                     "id": row.id,
                     "username": row.username,
+                    # Two names sharing a key ("Stephen", "stephen"): the second is refused.
+                    "username_key": username_key(row.username),
                     "creation": _utc(row.creation, report, now),
                 }
                 for row in new

@@ -20,6 +20,7 @@ from servicekit.db import Database
 from users_service.models import User, utcnow
 from users_service.passwords import Passwords
 from users_service.settings import UsersSettings
+from users_service.usernames import lookup_key
 
 _CHUNK = 500  # usernames per IN (...) look-up and per INSERT batch
 
@@ -55,11 +56,22 @@ async def load_users(
                 existing.update(found)
             missing = [name for name in dict.fromkeys(usernames) if name not in existing]
             now = utcnow()
+            keys: dict[str, str | None] = {}
+            seen: set[str | None] = {None}
+            for name in missing:  # the first of names that share a key takes it (as 0002 did)
+                key = lookup_key(name)
+                keys[name] = key if key not in seen else None
+                seen.add(key)
             for chunk in _chunks(missing):
                 await connection.execute(
                     insert(User),
                     [
-                        {"username": name, "password_hash": password_hash, "creation": now}
+                        {
+                            "username": name,
+                            "username_key": keys[name],
+                            "password_hash": password_hash,
+                            "creation": now,
+                        }
                         for name in chunk
                     ],
                 )

@@ -15,7 +15,7 @@ def thought_ids(html: str) -> list[int]:
 
 
 def logged_in_as(html: str) -> str | None:
-    match = re.search(r'<span class="who">.*?<strong>([^<]*)</strong>', html)
+    match = re.search(r'<span class="who">.*?<strong><bdi>([^<]*)</bdi></strong>', html)
     return match.group(1) if match else None
 
 
@@ -44,6 +44,17 @@ async def test_post_a_thought_and_see_it_newest_first(frontend, forms, user):
     assert home.text.index("second thought") < home.text.index("first thought")
     # The flash message is shown once.
     assert "Your thought is posted." not in (await frontend.get("/")).text
+
+
+async def test_author_names_are_bidi_isolated(frontend, forms, user):
+    # A right-to-left name (Hebrew, Arabic) must not reorder the text around it (issue 14 #10).
+    await forms.log_in(frontend, *user)
+    await forms.submit(frontend, "/", "/thoughts/", {"text": "isolated author"})
+    home = await frontend.get("/")
+    assert f"<strong><bdi>{user[0]}</bdi></strong>" in home.text
+    assert f"What are you thinking, <bdi>{user[0]}</bdi>?" in home.text
+    found = await frontend.get("/search", params={"search": "isolated author"})
+    assert f'<bdi class="author">{user[0]}</bdi>' in found.text
 
 
 async def test_html_in_a_thought_is_shown_as_text(frontend, forms, user):

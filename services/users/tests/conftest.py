@@ -8,7 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import text
 
+from servicekit.db import Database
 from testkit import DatabaseFactory, StartedApps
 from users_service.main import MIGRATIONS_DIR, create_app
 from users_service.settings import UsersSettings
@@ -95,3 +98,25 @@ class UsersApi:
 @pytest.fixture
 def users(client: httpx.AsyncClient) -> UsersApi:
     return UsersApi(client)
+
+
+async def insert_legacy_users(url: str, rows: list[tuple[str, str]]) -> None:
+    """Rows written before migration 0002, as the 0001 schema allowed them."""
+    database = Database(url)
+    hasher = PasswordHasher(
+        time_cost=FAST_ARGON2["argon2_time_cost"],
+        memory_cost=FAST_ARGON2["argon2_memory_kib"],
+        parallelism=FAST_ARGON2["argon2_parallelism"],
+    )
+    try:
+        async with database.engine.begin() as connection:
+            for username, password in rows:
+                await connection.execute(
+                    text(
+                        "INSERT INTO users (username, password_hash, creation) "
+                        "VALUES (:u, :h, CURRENT_TIMESTAMP)"
+                    ),
+                    {"u": username, "h": hasher.hash(password)},
+                )
+    finally:
+        await database.dispose()

@@ -23,6 +23,7 @@ from users_service.main import MIGRATIONS_DIR
 from users_service.passwords import Passwords
 from users_service.settings import UsersSettings
 from users_service.signing import generate_key
+from users_service.usernames import InvalidUsername
 
 
 async def _create_user(settings: UsersSettings, username: str, password: str) -> None:
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         except UsernameTaken:
             print(f"user {args.username!r} already exists")
             return 0 if args.if_missing else 1
+        except InvalidUsername as exc:
+            print(f"refusing {args.username!r}: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

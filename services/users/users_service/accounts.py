@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from users_service.models import User
 from users_service.passwords import Passwords
 from users_service.throttle import CountersUnavailable, LoginThrottle, Throttled
+from users_service.usernames import lookup_key, new_username, username_key
 
 __all__ = ["CountersUnavailable", "LoginRefused", "Throttled", "UsernameTaken"]
 
@@ -24,7 +25,13 @@ class LoginRefused(Exception):
 async def create_user(
     session: AsyncSession, passwords: Passwords, username: str, password: str
 ) -> User:
-    user = User(username=username, password_hash=await passwords.hash(password))
+    """Raises InvalidUsername (users_service.usernames) or UsernameTaken."""
+    username = new_username(username)
+    user = User(
+        username=username,
+        username_key=username_key(username),
+        password_hash=await passwords.hash(password),
+    )
     session.add(user)
     try:
         await session.commit()
@@ -35,7 +42,15 @@ async def create_user(
 
 
 async def find_user(session: AsyncSession, username: str) -> User | None:
-    return await session.scalar(select(User).where(User.username == username))
+    """The account a name means: its exact row first (every row older than the keys has one),
+    else the row holding its key, so `BRUCE` and full-width `bruce` log in as `bruce`."""
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is not None:
+        return user
+    key = lookup_key(username)
+    if key is None:
+        return None
+    return await session.scalar(select(User).where(User.username_key == key))
 
 
 async def delete_user(session: AsyncSession, user_id: int) -> bool:
@@ -57,7 +72,7 @@ async def check_login(
     user = await find_user(session, username)
     # Counted by the account's id, so that only its own success clears its counters; a name
     # without an account by its folded form, so that guessing it costs what guessing one does.
-    account = f"id:{user.id}" if user else f"name:{username.casefold()}"
+    account = f"id:{user.id}" if user else f"name:{lookup_key(username) or username.casefold()}"
     attempt = await throttle.begin(account, address)
     if not await passwords.verify(user.password_hash if user else None, password):
         await throttle.failed(attempt)

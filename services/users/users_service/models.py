@@ -21,5 +21,9 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(50), unique=True, nullable=False)
+    # users_service.usernames.username_key, unique: `Bruce` and a full-width `bruce` are taken
+    # by `bruce`.
+    # NULL only for rows older than the key that could not take one (migration 0002).
+    username_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     creation: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,19 +7,24 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
+from users_service.usernames import new_username
+
 # Printable text with at least one non-space character; control characters (C0/C1) are refused
 # because they corrupt logs and terminals. Stated as a pattern so that the OpenAPI schema says it.
 USERNAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 
 
-def _strip(value: str) -> str:
-    return value.strip()
+def _new_username(value: str) -> str:
+    # InvalidUsername is a ValueError: a 400 naming the field, with the reason.
+    return new_username(value.strip())
 
 
+# A new account's name (users_service.usernames): RFC 8265 PRECIS, single-script, no look-alike
+# of a Latin name; stored in its UsernameCasePreserved form.
 Username = Annotated[
     str,
     Field(min_length=1, max_length=50, pattern=USERNAME_PATTERN, examples=["Mary O'Neil"]),
-    AfterValidator(_strip),
+    AfterValidator(_new_username),
 ]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 
