@@ -23,7 +23,12 @@ log = logging.getLogger("servicekit.http")
 
 # Only methods that are safe to repeat are retried after a response; a connection that could not
 # be opened at all is retried for any method, because the request never reached the server.
+# A request with an Idempotency-Key header is safe to repeat too: the server that honours the key
+# (e.g. POST /api/me/thoughts/) stores it once, however often it arrives.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 
@@ -33,6 +38,10 @@ def worth_retrying(response: httpx.Response) -> bool:
     long", "too busy, come back in a second"), and repeating it at once only adds to the load
     that caused it: a frontend that retried such a search twice tripled an attack (issue 14)."""
     return response.status_code in RETRY_STATUSES and "retry-after" not in response.headers
+
+
+def may_repeat(request: httpx.Request) -> bool:
+    return request.method in IDEMPOTENT_METHODS or IDEMPOTENCY_KEY_HEADER in request.headers
 
 
 class RetryTransport(httpx.AsyncBaseTransport):
@@ -57,7 +66,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
             else:
                 if (
                     attempt >= self.retries
-                    or request.method not in IDEMPOTENT_METHODS
+                    or not may_repeat(request)
                     or not worth_retrying(response)
                 ):
                     return response

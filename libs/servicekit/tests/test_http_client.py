@@ -95,6 +95,25 @@ async def test_post_is_never_retried_after_a_response() -> None:
     assert recorder.methods == ["POST"]
 
 
+async def test_a_post_with_an_idempotency_key_is_retried_with_the_same_key() -> None:
+    keys: list[str | None] = []
+    statuses = [503, 201]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get("idempotency-key"))
+        return httpx.Response(statuses.pop(0))
+
+    async with create_http_client(
+        base_url="http://downstream.test", transport=httpx.MockTransport(handler)
+    ) as client:
+        response = await client.post(
+            "/thing", json={"text": "once"}, headers={"Idempotency-Key": "k-1"}
+        )
+
+    assert response.status_code == 201
+    assert keys == ["k-1", "k-1"]
+
+
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "HEAD", "OPTIONS"])
 async def test_idempotent_methods_are_retried(method: str) -> None:
     recorder = Recorder(503, 200)

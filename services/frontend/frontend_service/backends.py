@@ -4,7 +4,9 @@ Every call goes through the kit's HTTP client (`app.state.http`: timeouts, bound
 request id forwarded as X-Request-ID). What can go wrong is turned into a few exceptions the pages
 know how to show:
 
-- `BackendUnavailable`: the service is down, slow or failing (5xx) -> the 503 page.
+- `BackendUnavailable`: the service is down, slow or failing (5xx) -> the 503 page. It says
+  whether the call may have reached the service (`reached`), and for a change, what could not
+  be confirmed then (`unconfirmed`): a post that timed out may have been stored.
 - `SessionExpired`: the service refused our session token (401) -> back to the login page.
 - `FormError`: the service refused what the user typed -> the message next to the field.
 """
@@ -26,10 +28,20 @@ THOUGHTS = "thoughts"
 
 
 class BackendUnavailable(Exception):
-    def __init__(self, service: str, reason: str) -> None:
+    def __init__(self, service: str, reason: str, *, reached: bool = True) -> None:
         super().__init__(f"the {service} service {reason}")
         self.service = service
         self.reason = reason
+        # False only when no connection was made: then the service saw nothing of the call.
+        self.reached = reached
+        # For a change: what we cannot know when the call reached the service but got no
+        # answer (e.g. "whether your thought was saved"), and what the visitor can do about it.
+        self.unconfirmed: str | None = None
+        self.advice = ""
+
+    def of_change(self, unconfirmed: str, advice: str) -> BackendUnavailable:
+        self.unconfirmed, self.advice = unconfirmed, advice
+        return self
 
 
 class SessionExpired(Exception):
@@ -120,11 +132,15 @@ class Backend:
             response = await self.client.request(
                 method, f"{self.base_url}{path}", extensions={"dependency": self.name}, **kwargs
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            reached, reason = False, f"could not be reached ({type(exc).__name__})"
         except httpx.TimeoutException:
-            reason = "did not answer in time"
+            reached, reason = True, "did not answer in time"
         except httpx.TransportError as exc:
-            reason = f"could not be reached ({type(exc).__name__})"
+            # The request may have been sent before the connection failed.
+            reached, reason = True, f"could not be reached ({type(exc).__name__})"
         else:
+            reached = True
             if response.status_code < 500:
                 return response
             reason = f"failed (HTTP {response.status_code})"
@@ -136,7 +152,7 @@ class Backend:
             reason,
             extra={"backend": self.name},
         )
-        raise BackendUnavailable(self.name, reason)
+        raise BackendUnavailable(self.name, reason, reached=reached)
 
     def unexpected(self, response: httpx.Response) -> BackendUnavailable:
         """An answer our own correct call should never get: report the service as unavailable."""
@@ -186,9 +202,15 @@ class UsersClient(Backend):
         return bool(response.json().get("signup", False))
 
     async def sign_up(self, username: str, password: str) -> None:
-        response = await self.call(
-            "POST", "/api/users/", json={"username": username, "password": password}
-        )
+        try:
+            response = await self.call(
+                "POST", "/api/users/", json={"username": username, "password": password}
+            )
+        except BackendUnavailable as exc:
+            raise exc.of_change(
+                "whether your account was created",
+                "Try logging in with it in a moment: if that works, it was.",
+            ) from None
         if response.status_code == 201:
             return
         if response.status_code == 409:
@@ -258,23 +280,46 @@ class ThoughtsClient(Backend):
             raise self.unexpected(response)
         return self._page(response)
 
-    async def post(self, token: str, text: str) -> Thought:
-        response = await self.call(
-            "POST", "/api/me/thoughts/", json={"text": text}, headers=_bearer(token)
-        )
+    async def post(self, token: str, text: str, idempotency_key: str) -> Thought:
+        """Posts the thought. The key makes repeating the post safe: the thoughts service
+        stores one thought per key, so the kit's client may retry it and so may the visitor
+        (the same form sent again carries the same key)."""
+        try:
+            response = await self.call(
+                "POST",
+                "/api/me/thoughts/",
+                json={"text": text},
+                headers={**_bearer(token), "Idempotency-Key": idempotency_key},
+            )
+        except BackendUnavailable as exc:
+            raise exc.of_change(
+                "whether your thought was saved",
+                "Look for it among your thoughts before posting it again. Sending this same "
+                "form again (Back, then Post) is safe: it will not be posted twice.",
+            ) from None
         if response.status_code == 401:
             raise SessionExpired
         if response.status_code == 400:
             raise FormError(_problem_fields(response, "text"))
+        if response.status_code == 422:
+            # This form's key already posted another text (the form was edited after it was
+            # sent); the page comes back with a fresh form.
+            raise FormError({"text": "This form was already used for another thought: post again."})
         if response.status_code != 201:
             raise self.unexpected(response)
         return Thought.from_api(response.json())
 
     async def delete(self, token: str, thought_id: int) -> bool:
         """True when deleted, False when it was not there (already deleted, or not ours)."""
-        response = await self.call(
-            "DELETE", f"/api/me/thoughts/{thought_id}/", headers=_bearer(token)
-        )
+        try:
+            response = await self.call(
+                "DELETE", f"/api/me/thoughts/{thought_id}/", headers=_bearer(token)
+            )
+        except BackendUnavailable as exc:
+            raise exc.of_change(
+                "whether the thought was deleted",
+                "Look at your thoughts in a moment: deleting it again is safe.",
+            ) from None
         if response.status_code == 401:
             raise SessionExpired
         if response.status_code in (403, 404):

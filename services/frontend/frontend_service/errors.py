@@ -46,19 +46,33 @@ def error_page(
     )
 
 
+def unavailable_message(exc: BackendUnavailable) -> tuple[str, str]:
+    """The title and message of the 503 page: only what is known (issue 14).
+
+    A change that reached the service without an answer may or may not have happened, so the
+    page says just that, and how to find out, never "nothing was changed" nor a bare "try
+    again". "Nothing was changed" only when the change never reached the service. A page that
+    only reads says neither: the change before it (say, the post it follows) did happen.
+    """
+    if exc.unconfirmed is not None and exc.reached:
+        return "Not confirmed", (
+            f"We could not confirm {exc.unconfirmed}: the {exc.service} service {exc.reason}. "
+            f"{exc.advice}"
+        )
+    what = SERVICE_DESCRIPTIONS.get(exc.service, f"The {exc.service} service")
+    unchanged = "Nothing was changed. " if exc.unconfirmed is not None else ""
+    return "Temporarily unavailable", (
+        f"{what} is unavailable right now: it {exc.reason}. {unchanged}"
+        "Please try again in a moment."
+    )
+
+
 async def backend_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendUnavailable)
     metrics: FrontendMetrics = request.app.state.frontend_metrics
     metrics.backend_errors.labels(exc.service).inc()
-    what = SERVICE_DESCRIPTIONS.get(exc.service, f"The {exc.service} service")
-    return error_page(
-        request,
-        503,
-        f"{what} is unavailable right now: it {exc.reason}. "
-        "Nothing was changed. Please try again in a moment.",
-        title="Temporarily unavailable",
-        headers={"Retry-After": "10"},
-    )
+    title, message = unavailable_message(exc)
+    return error_page(request, 503, message, title=title, headers={"Retry-After": "10"})
 
 
 async def session_expired(request: Request, exc: Exception) -> Response:

@@ -5,6 +5,8 @@ Every page works without JavaScript: links and plain forms, POST-redirect-GET af
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -33,6 +35,17 @@ router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 CursorParam = Annotated[str | None, Query(max_length=500)]
 TextField = Annotated[str, Form(max_length=10_000)]
+# The post form's Idempotency-Key: made with the form, so the same form sent twice (a retry
+# after "we could not confirm") posts once. Anything else than what new_post_key() makes is
+# replaced by a fresh key.
+PostKeyField = Annotated[str, Form(max_length=100)]
+_POST_KEY = re.compile(r"[0-9a-f]{32}")
+
+
+def new_post_key() -> str:
+    return uuid.uuid4().hex
+
+
 ShortField = Annotated[str, Form(max_length=1_000)]
 
 
@@ -79,6 +92,7 @@ async def _home(
             "draft": draft,
             "errors": errors or {},
             "max_length": MAX_THOUGHT_LENGTH,
+            "post_key": new_post_key(),
         },
         status_code=status_code,
         username=username,
@@ -93,13 +107,16 @@ async def home(visit: VisitDep, thoughts: ThoughtsDep, cursor: CursorParam = Non
 
 
 @router.post("/thoughts/", summary="Post a thought")
-async def post_thought(visit: VisitDep, thoughts: ThoughtsDep, text: TextField = "") -> Response:
+async def post_thought(
+    visit: VisitDep, thoughts: ThoughtsDep, text: TextField = "", post_key: PostKeyField = ""
+) -> Response:
     if not visit.session:
         return redirect(visit, login_url(), flash="login_required")
     problem = thought_error(text)
     if problem is None:
+        key = post_key if _POST_KEY.fullmatch(post_key) else new_post_key()
         try:
-            await thoughts.post(visit.session, text)
+            await thoughts.post(visit.session, text, key)
         except FormError as exc:
             problem = exc.fields.get("text") or next(iter(exc.fields.values()))
         else:

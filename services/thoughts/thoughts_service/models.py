@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, String, Text, text
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -14,6 +14,7 @@ from thoughts_service.search import search_key
 
 USERNAME_MAX = 50
 TEXT_MAX = 250
+IDEMPOTENCY_KEY_MAX = 255
 
 # 64-bit ids on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the (64-bit) rowid.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
@@ -70,6 +71,16 @@ class Thought(Base):
     __table_args__ = (
         # "My thoughts" pages: WHERE username = ? AND id > ? ORDER BY id LIMIT ?
         Index("ix_thoughts_username_id", "username", "id"),
+        # One thought per (author, Idempotency-Key): a repeated post is answered with the first.
+        # Partial, so that posts without a key (most) pay no index update for it.
+        Index(
+            "ux_thoughts_username_idempotency_key",
+            "username",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
         # Search indexes (FTS5 table / pg_trgm GIN index) are created by the migration.
         # AUTOINCREMENT: SQLite never reuses the id of a deleted row, so cursors stay meaningful.
         {"sqlite_autoincrement": True},
@@ -80,3 +91,5 @@ class Thought(Base):
     text: Mapped[str] = mapped_column(String(TEXT_MAX))
     search_text: Mapped[str] = mapped_column(Text, default=_search_key_of_text)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The client's Idempotency-Key of the post that made it (migration 0003), if it sent one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_MAX), default=None)

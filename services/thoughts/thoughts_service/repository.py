@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -73,15 +74,16 @@ _INSERT_ORDER_LOCK = 0x7468_6F75  # "thou"
 # at the commit that ends the statement. Rows come back with their content, to give each
 # request its own id whatever order RETURNING uses.
 _INSERT_POSTGRESQL = (
-    "INSERT INTO thoughts (username, text, search_text, timestamp) "
-    "SELECT r.username, r.text, r.search_text, r.timestamp "
-    "FROM (SELECT pg_advisory_xact_lock($5::bigint)) AS insert_order_lock, "
-    "unnest($1::varchar[], $2::varchar[], $3::text[], $4::timestamptz[]) "
-    "AS r(username, text, search_text, timestamp) "
+    "INSERT INTO thoughts (username, text, search_text, timestamp, idempotency_key) "
+    "SELECT r.username, r.text, r.search_text, r.timestamp, r.idempotency_key "
+    "FROM (SELECT pg_advisory_xact_lock($6::bigint)) AS insert_order_lock, "
+    "unnest($1::varchar[], $2::varchar[], $3::text[], $4::timestamptz[], $5::varchar[]) "
+    "AS r(username, text, search_text, timestamp, idempotency_key) "
     "RETURNING id, username, text, timestamp"
 )
 _INSERT_SQLITE = (
-    "INSERT INTO thoughts (username, text, search_text, timestamp) VALUES (?, ?, ?, ?) RETURNING id"
+    "INSERT INTO thoughts (username, text, search_text, timestamp, idempotency_key) "
+    "VALUES (?, ?, ?, ?, ?) RETURNING id"
 )
 # How SQLAlchemy's SQLite DateTime stores a (naive, UTC) datetime, so that both paths agree.
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -140,6 +142,7 @@ class Kind(enum.Enum):
     FTS = "fts"  # SQLite search: the FTS5 trigram table
     LIKE = "like"  # PostgreSQL search: LIKE served by the pg_trgm GIN index
     LIKE_WINDOWS = "like windows"  # PostgreSQL search: LIKE within two windows of ids
+    BY_KEY = "by idempotency key"  # the thought an author's post with this key made
 
 
 # Searches: each waits for a turn of the driver pool's slow queries (see ThoughtRepository._fetch).
@@ -170,6 +173,12 @@ def shape(
         return base.where(Thought.id == bindparam("id", type_=BigInteger))
     if kind is Kind.ALL:
         return _keyset(base, Thought.id, order, has_cursor)
+    if kind is Kind.BY_KEY:
+        # The partial unique index ux_thoughts_username_idempotency_key (migration 0003).
+        return base.where(
+            Thought.username == bindparam("username"),
+            Thought.idempotency_key == bindparam("idempotency_key"),
+        )
     if kind is Kind.BY_USER:
         # A range scan of ix_thoughts_username_id, in page order.
         return _keyset(
@@ -331,7 +340,23 @@ def _utc(value: datetime | str) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
-NewRow = tuple[str, str, str, datetime]  # username, text, search key, timestamp
+# username, text, search key, timestamp, Idempotency-Key
+NewRow = tuple[str, str, str, datetime, str | None]
+
+
+class Created(NamedTuple):
+    """The outcome of a post: the thought, and whether an earlier post with the same
+    Idempotency-Key had made it already (then nothing was stored now)."""
+
+    thought: ThoughtRow
+    replayed: bool
+
+
+def _is_duplicate(error: BaseException) -> bool:
+    """The author already has a thought with this Idempotency-Key (the unique index said so)."""
+    import asyncpg
+
+    return isinstance(error, asyncpg.UniqueViolationError | sqlite3.IntegrityError)
 
 
 class PostgresInserts:
@@ -361,7 +386,7 @@ class PostgresInserts:
         for thought_id, username, text_, timestamp in returned:
             ids.setdefault((username, text_, timestamp), []).append(int(thought_id))
         outcomes: list[int | BaseException] = []
-        for username, text_, _, timestamp in rows:
+        for username, text_, _, timestamp, _ in rows:
             matching = ids.get((username, text_, timestamp))
             outcomes.append(
                 matching.pop() if matching else RuntimeError("inserted row not returned")
@@ -407,18 +432,43 @@ class ThoughtRepository:
     async def _page(self, kind: Kind, page: PageRequest, **values: Any) -> list[ThoughtRow]:
         return await self._fetch(kind, {**values, **_page_values(page)}, page.order)
 
-    async def create(self, username: str, text_: str) -> ThoughtRow:
+    async def create(
+        self, username: str, text_: str, *, idempotency_key: str | None = None
+    ) -> Created:
+        """Stores a thought; with an Idempotency-Key the author used before, stores nothing and
+        answers with the thought that post made (replayed)."""
+        if idempotency_key is not None:
+            earlier = await self._by_key(username, idempotency_key)
+            if earlier is not None:
+                return Created(earlier, replayed=True)
+        try:
+            return Created(await self._insert(username, text_, idempotency_key), replayed=False)
+        except Exception as exc:
+            # The same key posted twice at once: the other post stored it first.
+            if idempotency_key is None or not _is_duplicate(exc):
+                raise
+            earlier = await self._by_key(username, idempotency_key)
+            if earlier is None:
+                raise
+            return Created(earlier, replayed=True)
+
+    async def _by_key(self, username: str, idempotency_key: str) -> ThoughtRow | None:
+        rows = await self._fetch(
+            Kind.BY_KEY, {"username": username, "idempotency_key": idempotency_key}
+        )
+        return rows[0] if rows else None
+
+    async def _insert(self, username: str, text_: str, idempotency_key: str | None) -> ThoughtRow:
         now = datetime.now(UTC)
         key = search_key(text_)
         if self.dialect == "postgresql":
             inserts = self._inserts or PostgresInserts(self.database)
-            return ThoughtRow(
-                await inserts.insert((username, text_, key, now)), username, text_, now
-            )
+            thought_id = await inserts.insert((username, text_, key, now, idempotency_key))
+            return ThoughtRow(thought_id, username, text_, now)
         # SQLite: the driver commits concurrent writes in groups itself.
         driver = await self.database.driver()
         stored = now.replace(tzinfo=None).strftime(_SQLITE_DATETIME)
-        rows = await driver.write(_INSERT_SQLITE, (username, text_, key, stored))
+        rows = await driver.write(_INSERT_SQLITE, (username, text_, key, stored, idempotency_key))
         return ThoughtRow(int(rows[0][0]), username, text_, now)
 
     async def get(self, thought_id: int) -> ThoughtRow | None:

@@ -6,12 +6,22 @@ Lists are JSON arrays as in the book; paging travels in query parameters and the
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from pydantic import AfterValidator
 
 from mythoughts_auth import CurrentUser
@@ -27,7 +37,7 @@ from servicekit.pagination import (
 from servicekit.problems import problem_openapi_response
 from thoughts_service.full_lists import Fetch, FullLists
 from thoughts_service.metrics import ThoughtMetricsDep
-from thoughts_service.models import USERNAME_MAX
+from thoughts_service.models import IDEMPOTENCY_KEY_MAX, USERNAME_MAX
 from thoughts_service.repository import Deletion, RepositoryDep, ThoughtRow, search_strategy
 from thoughts_service.schemas import ThoughtCreate, ThoughtOut
 
@@ -56,6 +66,31 @@ SearchParam = Annotated[
     AfterValidator(_no_nul),
 ]
 NewThought = Annotated[ThoughtCreate, Depends(form_or_json(ThoughtCreate))]
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(f"[!-~]{{1,{IDEMPOTENCY_KEY_MAX}}}")
+IDEMPOTENCY_KEY_DOC = (
+    f"With an `{IDEMPOTENCY_KEY_HEADER}` header (1 to {IDEMPOTENCY_KEY_MAX} visible ASCII "
+    "characters, e.g. a random UUID) the post is safe to repeat, e.g. after a timeout: a later "
+    "post by the same user with the same key stores nothing and answers 201 with the thought "
+    "the first one made (`Idempotent-Replayed: true`); with another text, 422."
+)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The post's Idempotency-Key, if it sent one; a malformed one is a 400.
+
+    Read from the request rather than declared as a header parameter: Schemathesis (4.x) then
+    takes the fixed bearer token of the schema test for a generated one on this operation.
+    The description of the operation documents it instead.
+    """
+    value = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"{IDEMPOTENCY_KEY_HEADER} must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters",
+        )
+    return value
+
 
 Responses = dict[int | str, dict[str, Any]]
 UNAUTHORIZED: Responses = {401: problem_openapi_response("Missing, invalid or expired token")}
@@ -112,6 +147,7 @@ async def list_my_thoughts(
 @api.post(
     "/api/me/thoughts/",
     summary="Post a thought as the token's user",
+    description=IDEMPOTENCY_KEY_DOC,
     status_code=status.HTTP_201_CREATED,
     response_model=ThoughtOut,
     openapi_extra=body_openapi(ThoughtCreate),
@@ -120,6 +156,7 @@ async def list_my_thoughts(
         403: problem_openapi_response("The token's username cannot own thoughts"),
         413: problem_openapi_response("The body is too large"),
         415: problem_openapi_response("The body is neither JSON nor form-encoded"),
+        422: problem_openapi_response("The Idempotency-Key was used for another text"),
     },
 )
 async def create_my_thought(
@@ -127,6 +164,7 @@ async def create_my_thought(
     body: NewThought,
     thoughts: RepositoryDep,
     metrics: ThoughtMetricsDep,
+    request: Request,
 ) -> Response:
     if len(username) > USERNAME_MAX or "\x00" in username:
         # Only a users service with different rules could sign such a token; refuse clearly
@@ -135,9 +173,20 @@ async def create_my_thought(
             status.HTTP_403_FORBIDDEN,
             f"the token's username is not a valid username (1 to {USERNAME_MAX} characters)",
         )
-    thought = await thoughts.create(username, body.text)
-    metrics.created.inc()
-    return _json(thought.to_json(), status.HTTP_201_CREATED)
+    key = idempotency_key(request)
+    created = await thoughts.create(username, body.text, idempotency_key=key)
+    if not created.replayed:
+        metrics.created.inc()
+        return _json(created.thought.to_json(), status.HTTP_201_CREATED)
+    if created.thought.text != body.text:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "this Idempotency-Key was already used for a thought with another text",
+        )
+    # The answer the first post got (or would have got): the same thought, stored once.
+    response = _json(created.thought.to_json(), status.HTTP_201_CREATED)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @api.delete(
