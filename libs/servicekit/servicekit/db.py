@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +100,17 @@ class Database:
         # PostgreSQL run-time settings of the driver pool's connections (e.g. plan_cache_mode);
         # may be added to until the pool is first used.
         self.driver_server_settings = self._driver.server_settings
+        self._driver_observer: Callable[[DriverPool], DriverPool] | None = None
 
     def limit_driver_statements(self, seconds: float | None) -> None:
         """Statements of the driver pool that run longer raise StatementTimeout (set before
         the pool is first used)."""
         self._driver.statement_timeout = seconds
+
+    def observe_driver(self, wrap: Callable[[DriverPool], DriverPool]) -> None:
+        """Every `driver()` is handed through `wrap` (a recorder of statements for the
+        expand/contract tests, testkit.release_statements); set before the first request."""
+        self._driver_observer = wrap
 
     @property
     def dialect(self) -> str:
@@ -121,9 +127,11 @@ class Database:
         Opened on first use with the same pool size; closed by `dispose()`. With tracing on,
         each statement is a span.
         """
-        pool = await self._driver.get()
+        pool: DriverPool = await self._driver.get()
         if self._tracing is not None:
-            return TracedDriverPool(pool, self._tracing, self.dialect)
+            pool = TracedDriverPool(pool, self._tracing, self.dialect)
+        if self._driver_observer is not None:
+            pool = self._driver_observer(pool)
         return pool
 
     def pool_stats(self) -> list[PoolStats]:

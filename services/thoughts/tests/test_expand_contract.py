@@ -1,0 +1,123 @@
+"""Expand/contract: the SQL the previous release of the thoughts service sent still runs on a
+database migrated to this head (testkit.release_statements, docs/migrations.md).
+
+`release_statements/<dialect>.json` holds what the release sent while it served the workload
+below, hot paths (the driver pool) included. To record the current release:
+
+    RECORD_RELEASE_STATEMENTS=1 .venv/bin/pytest -n 0 -p no:randomly \\
+        services/thoughts/tests/test_expand_contract.py -k record
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servicekit.migrations import head_revision, known_revisions
+from testkit.release_statements import (
+    ReplayFailed,
+    Statement,
+    check_recording,
+    execute_ddl,
+    load,
+    record_workload,
+    replay,
+    save,
+)
+from thoughts_service import __version__
+from thoughts_service.main import MIGRATIONS_DIR, create_app
+from thoughts_service.settings import ThoughtsSettings
+
+RECORDINGS = Path(__file__).parent / "release_statements"
+
+
+async def workload(
+    make_settings: Callable[..., ThoughtsSettings], auth: Callable[[str], dict[str, str]]
+) -> list[Statement]:
+    """Posting, every list (mine, all, both orders, a next page), every kind of search (by
+    trigrams, one or two characters), one thought, deleting one's own and as an admin, and the
+    whole list of the book's clients (LEGACY_COMPATIBILITY)."""
+
+    async def steps(client: httpx.AsyncClient) -> None:
+        ids = []
+        for text in ("First thought about zyzzyva", "Second one", "Third, with ß"):
+            posted = await client.post(
+                "/api/me/thoughts/", json={"text": text}, headers=auth("bruce")
+            )
+            assert posted.status_code == 201, posted.text
+            ids.append(posted.json()["id"])
+        mine = await client.get("/api/me/thoughts/", headers=auth("bruce"))
+        assert mine.status_code == 200
+        for params in (
+            {"limit": 1},
+            {"limit": 1, "order": "desc"},
+            {"search": "zyzzyva"},
+            {"search": "SS", "order": "desc"},
+            {"search": "o"},
+        ):
+            page = await client.get("/api/thoughts/", params=params)
+            assert page.status_code == 200, page.text
+            if "next" in page.links:
+                assert (await client.get(page.links["next"]["url"])).status_code == 200
+        assert (await client.get(f"/api/thoughts/{ids[0]}/")).status_code == 200
+        own = await client.delete(f"/api/me/thoughts/{ids[1]}/", headers=auth("bruce"))
+        assert own.status_code == 204, own.text
+        assert (await client.delete(f"/admin/thoughts/{ids[2]}/")).status_code == 204
+        every = await client.get("/api/me/thoughts/", headers=auth("bruce"))  # no limit, no cursor
+        assert every.status_code == 200
+
+    return await record_workload(create_app(make_settings(legacy_compatibility=True)), steps)
+
+
+if os.environ.get("RECORD_RELEASE_STATEMENTS"):
+
+    async def test_record_release_statements(
+        make_settings: Callable[..., ThoughtsSettings],
+        auth: Callable[[str], dict[str, str]],
+        db_backend: str,
+    ) -> None:
+        save(
+            RECORDINGS / f"{db_backend}.json",
+            await workload(make_settings, auth),
+            release=__version__,
+            dialect=db_backend,
+            migration_head=head_revision(MIGRATIONS_DIR),
+        )
+
+
+async def test_previous_release_statements_run_on_this_schema(
+    database_url: str, db_backend: str
+) -> None:
+    path = RECORDINGS / f"{db_backend}.json"
+    recording = await check_recording(path, database_url, known_revisions(MIGRATIONS_DIR))
+    assert len(recording.statements) >= 12
+
+
+@pytest.mark.parametrize(
+    ("change", "breaks"),
+    [
+        ("ALTER TABLE thoughts RENAME COLUMN search_text TO search_key", True),
+        ("ALTER TABLE thoughts ADD COLUMN edited BOOLEAN NOT NULL DEFAULT false", False),
+    ],
+)
+async def test_a_contracting_change_fails_the_replay(
+    database_url: str, db_backend: str, change: str, breaks: bool
+) -> None:
+    """The check can fail: a rename (contract) breaks the previous release; an added column
+    with a default (expand) does not."""
+    # SQLite cannot rename a column its FTS triggers name: they go first, as in a migration.
+    kinds = ("after_insert", "after_delete", "after_update")
+    triggers = [f"DROP TRIGGER thoughts_fts_{kind}" for kind in kinds]
+    await execute_ddl(
+        database_url, *(triggers if db_backend == "sqlite" and breaks else []), change
+    )
+    statements = load(RECORDINGS / f"{db_backend}.json").statements
+    if breaks:
+        with pytest.raises(ReplayFailed, match="search_text"):
+            await replay(database_url, statements)
+    else:
+        assert await replay(database_url, statements) == len(statements)
