@@ -18,6 +18,9 @@ import httpx
 import pytest
 
 from servicekit.migrations import head_revision, known_revisions
+from tasks_service import __version__
+from tasks_service.main import MIGRATIONS_DIR, create_app
+from tasks_service.settings import TasksSettings
 from testkit.release_statements import (
     ReplayFailed,
     Statement,
@@ -28,9 +31,6 @@ from testkit.release_statements import (
     replay,
     save,
 )
-from tasks_service import __version__
-from tasks_service.main import MIGRATIONS_DIR, create_app
-from tasks_service.settings import TasksSettings
 
 RECORDINGS = Path(__file__).parent / "release_statements"
 
