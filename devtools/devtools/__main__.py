@@ -6,6 +6,7 @@ python -m devtools load --thoughts N   # N generated thoughts and their authors'
 python -m devtools import-legacy ...   # copy the book's databases into ours
 python -m devtools logs ID             # every service's log lines of one request or trace
 python -m devtools observability generate  # rules, PrometheusRule, dashboards from code
+python -m devtools gateway status      # the gateway's routes and servers (see devtools.gateway)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from devtools import import_legacy, load, observability
+from devtools import gateway, import_legacy, load, observability
 from devtools.run import default_var_dir, run
 from devtools.seed import seed_demo
 from devtools.stack import Ports, Stack
@@ -101,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write (generate) or verify (check) the generated rules, PrometheusRule, dashboards",
     )
     observability_parser.add_argument("action", choices=["generate", "check"])
+
+    gateway_parser = commands.add_parser(
+        "gateway",
+        help="the gateway at run time: status, weights, drain, ready, rolling-restart",
+        description=gateway.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gateway.add_arguments(gateway_parser)
     return parser
 
 
@@ -108,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "import-legacy":
         return import_legacy.main(args)
+    if args.command == "gateway":
+        return gateway.main(args)
     if args.command == "load":
         return load.main(args, (args.var_dir or default_var_dir()).resolve())
     if args.command == "observability":
