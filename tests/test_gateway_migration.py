@@ -1,8 +1,8 @@
 """The gateway as a migration tool, proven against Debian's HAProxy and real service processes.
 
 HAProxy runs deploy/gateway/haproxy.cfg (the file compose runs) with its addresses pointed at
-service processes on free ports: two replicas each of users and thoughts (thoughts with two
-workers each, so every worker's drain is on the line), and a second deployment of both
+service processes on free ports: two replicas each of users and thoughts (thoughts/new-1 with
+two workers, so a multi-worker server's drain is on the line too), and a second deployment of both
 standing in for the book's services as `legacy-1`. All share one PostgreSQL database per
 service and one signing key, as a migrated system would. Under steady read and write load
 through the gateway, each scenario must end with zero failed requests and every acknowledged
@@ -131,17 +131,19 @@ def deployment(
             "DATABASE_URL": urls["thoughts"],
             # Through the gateway: keys keep coming while the users replicas restart.
             "AUTH_JWKS_URL": f"{gateway_url}/.well-known/jwks.json",
-            "WORKERS": "2",
         },
     }
+    # One multi-worker replica: its drain must hold as a single worker's does (fewer processes
+    # than two of them, on a machine where every restart pays for the interpreters' start-up).
+    workers = {"thoughts/new-1": {"WORKERS": "2"}}
     processes: dict[str, ServiceProcess] = {}
     for service in ("users", "thoughts"):
         for server in ("new-1", "new-2", "legacy-1"):
-            port = free_port()
-            processes[f"{service}/{server}"] = ServiceProcess(
+            port, key = free_port(), f"{service}/{server}"
+            processes[key] = ServiceProcess(
                 name=f"{service}-{server}",
                 argv=python_module_argv(f"{service}_service", "serve"),
-                env={**common, **settings[service], "PORT": str(port)},
+                env={**common, **settings[service], "PORT": str(port), **workers.get(key, {})},
                 port=port,
                 log_path=root / f"{service}-{server}.log",
             )

@@ -152,7 +152,7 @@ def format_status(found: Sequence[Server]) -> str:
         lines.append(f"{backend}:")
         for s in members:
             lines.append(
-                f"  {s.name:<10} {s.status:<10} weight {s.weight:>3}  {share[s.name]:5.1f} %  "
+                f"  {s.name:<10} {s.status:<18} weight {s.weight:>3}  {share[s.name]:5.1f} %  "
                 f"sessions {s.sessions:>3}  served {s.total:>6}  {s.address}  {s.check}"
             )
     return "\n".join(lines)
@@ -203,7 +203,9 @@ def set_weights(
         api.command(f"set server {backend}/{name} state ready")
     for name in returning:
         wait_until_up(api, backend, name, timeout=timeout)
-    for name, weight in weights.items():
+    # Zeros last: taking weight away first would leave, for a moment, no server with any, and
+    # HAProxy answers 503 "no server is available" to whatever arrives then.
+    for name, weight in sorted(weights.items(), key=lambda item: item[1] == 0):
         api.command(f"set server {backend}/{name} weight {weight}")
     return servers(api, backend)
 
