@@ -27,6 +27,7 @@ from servicekit.dependencies import DependencyError, check_dependencies, parse_d
 from servicekit.flags import BadFlagFile, Flags
 from servicekit.http import create_http_client
 from servicekit.lifecycle import is_shutting_down
+from servicekit.limits import BodyLimitMiddleware
 from servicekit.logs import configure_logging
 from servicekit.metrics import Metrics
 from servicekit.middleware import ObservabilityMiddleware
@@ -232,6 +233,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
         setattr(app.state, key, value)
 
     install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limits=settings.request_limits())
     # Inside the observability middleware, so that refused requests are logged and counted.
     app.add_middleware(AdminGuardMiddleware, token=admin_token)
     if settings.internal_port is not None:

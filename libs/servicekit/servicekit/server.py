@@ -22,6 +22,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from servicekit.lifecycle import begin_shutdown
+from servicekit.limits import LimitedConfig, RequestLimits
 from servicekit.settings import ServiceSettings
 
 log = logging.getLogger("servicekit.server")
@@ -171,6 +172,7 @@ def serve_settings(app: str, settings: ServiceSettings) -> None:
         drain_seconds=settings.shutdown_drain_seconds,
         log_level=settings.log_level,
         internal_port=settings.internal_port,
+        limits=settings.request_limits(),
     )
 
 
@@ -183,15 +185,18 @@ def serve(
     drain_seconds: float = 0.0,
     log_level: str = "info",
     internal_port: int | None = None,
+    limits: RequestLimits | None = None,
 ) -> None:
     """Runs `app` ("module:factory", an app factory) until SIGTERM/SIGINT.
 
     With `internal_port`, the same app listens on that port too; the kit's
-    InternalPortMiddleware decides which routes each port serves.
+    InternalPortMiddleware decides which routes each port serves. `limits`: the request line
+    and header limits the server enforces (servicekit.limits; the app enforces the body's).
     """
     ports = (port,) if internal_port is None else (port, internal_port)
-    config = uvicorn.Config(
+    config = LimitedConfig(
         app,
+        limits=limits or RequestLimits(),
         factory=True,
         host=host,
         port=port,
@@ -203,7 +208,6 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=30,
         loop="uvloop",
-        http="httptools",
     )
     if workers > 1:
         # Binding once here first fails fast, with a message, when a port is taken.

@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from servicekit.limits import RequestLimits
+
 
 class ConfigError(SystemExit):
     """Raised at start-up for unusable configuration; exits with the message, not a traceback."""
@@ -111,6 +113,23 @@ class ServiceSettings(BaseSettings):
     # again at most every FEATURE_FLAGS_RELOAD_SECONDS. Unset: every flag answers its default.
     feature_flags_file: Path | None = None
     feature_flags_reload_seconds: float = Field(default=5.0, ge=0, le=3600)
+
+    # How large a request may be, checked before anything parses it (servicekit.limits): the
+    # request line and headers together, the number of header lines (431 past either), the
+    # body (413, Content-Length checked up front, chunked bodies cut at the limit) and the
+    # fields of a form body.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(default=100, ge=10, le=1000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_form_fields: int = Field(default=64, ge=1, le=10_000)
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_header_bytes=self.max_header_bytes,
+            max_header_count=self.max_header_count,
+            max_body_bytes=self.max_body_bytes,
+            max_form_fields=self.max_form_fields,
+        )
 
     # Tracing is on when set: spans go to this OTLP/HTTP collector (servicekit.tracing).
     otel_exporter_otlp_endpoint: str | None = None

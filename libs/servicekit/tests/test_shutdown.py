@@ -17,6 +17,7 @@ import uvicorn
 
 from servicekit import server as server_module
 from servicekit.lifecycle import is_shutting_down
+from servicekit.limits import RequestLimits
 from servicekit.server import DrainingServer
 from servicekit.settings import ServiceSettings
 from testkit import DatabaseFactory, ServiceProcess, free_port
@@ -205,7 +206,13 @@ def test_serve_settings_runs_the_server_with_the_service_settings(
     calls: list[tuple[str, dict[str, Any]]] = []
     monkeypatch.setattr(server_module, "serve", lambda app, **options: calls.append((app, options)))
     settings = ServiceSettings(
-        host="10.1.2.3", port=8123, workers=3, shutdown_drain_seconds=2.5, log_level="warning"
+        host="10.1.2.3",
+        port=8123,
+        workers=3,
+        shutdown_drain_seconds=2.5,
+        log_level="warning",
+        max_body_bytes=4096,
+        max_header_count=20,
     )
 
     server_module.serve_settings("example_service:create_app", settings)
@@ -220,6 +227,12 @@ def test_serve_settings_runs_the_server_with_the_service_settings(
                 "drain_seconds": 2.5,
                 "log_level": "warning",
                 "internal_port": None,
+                "limits": RequestLimits(
+                    max_header_bytes=32 * 1024,
+                    max_header_count=20,
+                    max_body_bytes=4096,
+                    max_form_fields=64,
+                ),
             },
         )
     ]

@@ -7,6 +7,8 @@ know how to show:
 - `BackendUnavailable`: the service is down, slow or failing (5xx) -> the 503 page. It says
   whether the call may have reached the service (`reached`), and for a change, what could not
   be confirmed then (`unconfirmed`): a post that timed out may have been stored.
+- `BackendRefused`: the service refused a request the page did not expect it to (4xx) -> a
+  400 page: the request was wrong, the service is fine.
 - `SessionExpired`: the service refused our session token (401) -> back to the login page.
 - `FormError`: the service refused what the user typed -> the message next to the field.
 """
@@ -42,6 +44,16 @@ class BackendUnavailable(Exception):
     def of_change(self, unconfirmed: str, advice: str) -> BackendUnavailable:
         self.unconfirmed, self.advice = unconfirmed, advice
         return self
+
+
+class BackendRefused(Exception):
+    """The service refused a request of ours (a 4xx the page did not expect): the request was
+    wrong, the service is not down, and saying "unavailable" would send people away."""
+
+    def __init__(self, service: str, status: int) -> None:
+        super().__init__(f"the {service} service refused the request (HTTP {status})")
+        self.service = service
+        self.status = status
 
 
 class SessionExpired(Exception):
@@ -154,8 +166,9 @@ class Backend:
         )
         raise BackendUnavailable(self.name, reason, reached=reached)
 
-    def unexpected(self, response: httpx.Response) -> BackendUnavailable:
-        """An answer our own correct call should never get: report the service as unavailable."""
+    def unexpected(self, response: httpx.Response) -> BackendUnavailable | BackendRefused:
+        """An answer the page did not expect: a 4xx is a refusal of what was asked (the 400 page),
+        anything else means the service is not working (the 503 page)."""
         log.warning(
             "%s service answered %s %s with HTTP %d",
             self.name,
@@ -164,6 +177,8 @@ class Backend:
             response.status_code,
             extra={"backend": self.name},
         )
+        if 400 <= response.status_code < 500:
+            return BackendRefused(self.name, response.status_code)
         return BackendUnavailable(self.name, f"answered unexpectedly (HTTP {response.status_code})")
 
 

@@ -13,7 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from frontend_service.backends import THOUGHTS, USERS, BackendUnavailable, SessionExpired
+from frontend_service.backends import (
+    THOUGHTS,
+    USERS,
+    BackendRefused,
+    BackendUnavailable,
+    SessionExpired,
+)
 from frontend_service.metrics import FrontendMetrics
 from frontend_service.web import CsrfRejected, get_visit, login_url, redirect, render
 
@@ -75,6 +81,16 @@ async def backend_unavailable(request: Request, exc: Exception) -> Response:
     return error_page(request, 503, message, title=title, headers={"Retry-After": "10"})
 
 
+async def backend_refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BackendRefused)
+    return error_page(
+        request,
+        400,
+        "That could not be done: the request was not accepted. Go back and check what you asked "
+        "for (a link or a form that was changed, or that points at something that never existed).",
+    )
+
+
 async def session_expired(request: Request, exc: Exception) -> Response:
     visit = get_visit(request)
     visit.log_out()
@@ -113,6 +129,7 @@ async def invalid_request(request: Request, exc: Exception) -> Response:
 def install_error_pages(app: FastAPI) -> None:
     """HTML error pages replace the kit's problem+json: this service's clients are browsers."""
     app.add_exception_handler(BackendUnavailable, backend_unavailable)
+    app.add_exception_handler(BackendRefused, backend_refused)
     app.add_exception_handler(SessionExpired, session_expired)
     app.add_exception_handler(CsrfRejected, csrf_rejected)
     app.add_exception_handler(StarletteHTTPException, http_error)

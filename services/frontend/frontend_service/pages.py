@@ -10,7 +10,7 @@ import uuid
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Query
+from fastapi import APIRouter, Depends, Form, Path, Query
 from starlette.responses import Response
 
 from frontend_service.backends import BackendUnavailable, FormError, SessionExpired, UsersClient
@@ -124,8 +124,14 @@ async def post_thought(
     return await _home(visit, thoughts, draft=text, errors={"text": problem}, status_code=400)
 
 
+# The thoughts service's ids are signed 64-bit integers; anything else names no thought.
+ThoughtIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 @router.post("/thoughts/{thought_id}/delete", summary="Delete one of my thoughts")
-async def delete_thought(visit: VisitDep, thoughts: ThoughtsDep, thought_id: int) -> Response:
+async def delete_thought(
+    visit: VisitDep, thoughts: ThoughtsDep, thought_id: ThoughtIdPath
+) -> Response:
     if not visit.session:
         return redirect(visit, login_url(), flash="login_required")
     deleted = await thoughts.delete(visit.session, thought_id)

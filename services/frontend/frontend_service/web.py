@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -174,6 +175,23 @@ def session_username(token: str) -> str | None:
     return username
 
 
+# A JWT in its compact form: three base64url parts. Bounded, so that no cookie can make us send
+# a huge header to a backend.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+MAX_TOKEN_LENGTH = 4096
+
+
+def plausible_token(value: str | None) -> str | None:
+    """The session cookie's value if it could be one of our tokens, else None (no session).
+
+    A browser sends back whatever a cookie was set to, by us or by anyone who could set one:
+    a value with other characters (say, non-ASCII) cannot even go into the Authorization
+    header of a backend call, and made every page a 500 (issue 14)."""
+    if value and len(value) <= MAX_TOKEN_LENGTH and _TOKEN_SHAPE.fullmatch(value):
+        return value
+    return None
+
+
 def get_settings(request: Request) -> FrontendSettings:
     settings: FrontendSettings = request.app.state.settings
     return settings
@@ -189,7 +207,7 @@ def get_visit(request: Request) -> Visit:
         settings=settings,
         cookies=cookies,
         signer=request.app.state.csrf_signer,
-        session=request.cookies.get(cookies.session) or None,
+        session=plausible_token(request.cookies.get(cookies.session)),
         csrf_nonce=nonce or new_nonce(),
         nonce_is_new=not nonce,
         flash=flash if flash in FLASH_MESSAGES else (None if flash is None else ""),
@@ -248,7 +266,7 @@ async def csrf_protect(request: Request) -> None:
     if not signer.is_valid(
         token,
         request.cookies.get(cookies.csrf),
-        request.cookies.get(cookies.session) or None,
+        plausible_token(request.cookies.get(cookies.session)),
     ):
         raise CsrfRejected
 

@@ -1,0 +1,50 @@
+"""Hostile input to the pages (issue 14 item 13): a clear page, never a 500 nor an "unavailable"
+page for what is the visitor's mistake."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+MAX_ID = 2**63 - 1
+
+
+def _claims(**claims) -> str:
+    return base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+
+
+# A readable, unexpired payload, so that the page goes on to call a backend with the "token".
+READABLE = _claims(username="bruce", exp=int(time.time()) + 3600)
+
+
+@pytest.mark.parametrize("path", ["/", "/search?search=coffee", "/login", "/thoughts/"])
+@pytest.mark.parametrize(
+    "token", ["caf\u00e9.\u2603.token", f"eyJhbGciOiJSUzI1NiJ9.{READABLE}.sign\u00e9ture"]
+)
+async def test_a_non_ascii_session_cookie_is_no_session(frontend, path, token):
+    """A browser sends whatever bytes a cookie was set to; no token of ours is anything but
+    ASCII, so such a cookie is no session at all (it cannot go into an Authorization header)."""
+    cookie = f"mt_session={token}".encode()
+    if path == "/thoughts/":
+        response = await frontend.post(path, headers={"cookie": cookie}, data={"text": "hi"})
+        assert response.status_code in (303, 403), response.text
+        return
+    response = await frontend.get(path, headers={"cookie": cookie})
+    assert response.status_code in (200, 303), response.text
+    if response.status_code == 303:
+        assert response.headers["location"].startswith("/login")
+
+
+@pytest.mark.parametrize("thought_id", [str(MAX_ID + 1), "99999999999999999999999", "0", "-3"])
+async def test_an_out_of_range_id_in_the_delete_form_is_not_an_outage(
+    frontend, forms, user, thought_id
+):
+    await forms.log_in(frontend, *user)
+    response = await forms.submit(frontend, "/", f"/thoughts/{thought_id}/delete", {})
+    assert response.status_code != 503, response.text
+    assert "unavailable" not in response.text.lower()
+    # The form's address names no thought: the page says the request was not understood.
+    assert response.status_code == 400, response.text
