@@ -46,6 +46,7 @@ def legacy_users(backend: str) -> list[dict[str, Any]]:
         {"id": 5, "username": " spaced", "password": "x", "creation": BOOK_TIME},
         {"id": 6, "username": "nopassword", "password": None, "creation": None},
         {"id": 40, "username": "stephen", "password": "stephen", "creation": BOOK_TIME},
+        {"id": 42, "username": "Stephen", "password": "capital-s", "creation": BOOK_TIME},
     ]
     if backend == "sqlite":  # PostgreSQL's VARCHAR(50) could never hold it
         rows.append({"id": 41, "username": "u" * 51, "password": "x", "creation": BOOK_TIME})
@@ -158,7 +159,7 @@ def test_import_then_use_through_the_services(
             0,
             done.refused,
         )
-    assert report.users.imported == 4  # bruce (id 1), Mary, nopassword, stephen
+    assert report.users.imported == 5  # bruce (id 1), Mary, nopassword, stephen, Stephen
     assert report.users.refused[DUPLICATE] == [3]
     assert report.users.refused_count == 3 + long_rows  # duplicate, no username, spaces(, long)
     assert report.thoughts.imported == 4  # 1, 2, 6, 90
@@ -171,7 +172,7 @@ def test_import_then_use_through_the_services(
         assert any("the lowest id wins: the book's login used it" in line for line in lines)
 
     # Run again: everything is found, nothing added.
-    assert (again.users.imported, again.users.already) == (0, 4)
+    assert (again.users.imported, again.users.already) == (0, 5)
     assert (again.thoughts.imported, again.thoughts.already) == (0, 4)
     total = len(legacy_thoughts(db_backend))
     assert f"thoughts: {total:,} in the book's table; imported 0, already there 4" in "\n".join(
@@ -195,6 +196,10 @@ def test_import_then_use_through_the_services(
         )
         assert impostor.status_code == 401
         headers = {"Authorization": f"Bearer {token}"}
+        # Names that differ only in case are two accounts, each logging in by its exact name.
+        for name, password in (("stephen", "stephen"), ("Stephen", "capital-s")):
+            login = httpx.post(f"{users}/api/login/", data={"username": name, "password": password})
+            assert login.status_code == 200, (name, login.text)
 
         mine = httpx.get(f"{thoughts}/api/me/thoughts/", headers=headers).json()
         assert [(t["id"], t["text"]) for t in mine] == [

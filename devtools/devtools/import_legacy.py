@@ -15,10 +15,13 @@ it committed. What is kept and what changes on the way:
 - afterwards the PostgreSQL sequences are moved past the highest id (SQLite's AUTOINCREMENT and
   rowid follow explicit ids by themselves), so that new accounts and thoughts never collide.
 
-Refused, with the reason and the ids in the report: a username the users service would refuse
-(empty, over 50 characters, control characters, surrounding spaces), a username repeated in the
-book's table (the lowest id wins, see `DUPLICATE`), an empty text, a text over 250 characters,
-and any row whose id or username our database already holds for a different row. A user whose
+Refused, with the reason and the ids in the report: a username our table cannot hold or nobody
+could type (empty, over 50 characters, control characters, surrounding spaces), a username
+repeated exactly in the book's table (the lowest id wins, see `DUPLICATE`), an empty text, a
+text over 250 characters, and any row whose id or username our database already holds for a
+different row. Names that differ only in case (`stephen`, `Stephen`) are both kept, as
+migration 0002 kept such rows: the oldest takes the unique case-folded key, the others log in by
+their exact name. A user whose
 password is NULL (the book could never log them in) is imported with an unusable password, so
 that nobody else can take the name that owns their thoughts.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import secrets
 import sys
 import time
@@ -58,11 +62,12 @@ from thoughts_service.search import search_key
 from users_service.main import MIGRATIONS_DIR as USERS_MIGRATIONS
 from users_service.models import User
 from users_service.passwords import Passwords
-from users_service.schemas import Username
+from users_service.schemas import USERNAME_PATTERN
 from users_service.settings import UsersSettings
-from users_service.usernames import username_key
+from users_service.usernames import lookup_key
 
 BATCH = 1000
+USERNAME_MAX = 50  # users.username and thoughts.username
 EXAMPLES = 10  # ids shown per reason; the count is always complete
 
 # Why the lowest id: the book's login reads `UserModel.query.filter(username == ...).first()`,
@@ -75,7 +80,6 @@ TAKEN_USERNAME = "the username exists in our database with another id"
 EMPTY_TEXT = "empty text"
 LONG_TEXT = f"text over {TEXT_MAX} characters"
 
-_username = TypeAdapter(Username)
 _text = TypeAdapter(ThoughtText)
 
 
@@ -130,15 +134,18 @@ def _utc(value: datetime | None, report: TableReport, now: datetime) -> datetime
 
 
 def username_problem(username: str | None) -> str | None:
-    """Why the users service would refuse this username, or None (the same rule as sign-up)."""
-    if username is None:
+    """Why a book's username cannot be stored here, or None. The rules of an existing account,
+    not of a new one: our table holds 50 characters, and no name may have control characters or
+    surrounding spaces (a login could never type it). A name that the stricter rules of new
+    accounts refuse (PRECIS, look-alikes) is kept, as migration 0002 kept such rows."""
+    if username is None or not username.strip():
         return "no username"
-    try:
-        valid = _username.validate_python(username)
-    except ValidationError as exc:
-        return f"a username the users service refuses ({exc.errors()[0]['msg'].lower()})"
-    if valid != username:
-        return "a username the users service would change (surrounding spaces)"
+    if len(username) > USERNAME_MAX:
+        return f"a username over {USERNAME_MAX} characters"
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        return "a username with control characters"
+    if username != username.strip():
+        return "a username with surrounding spaces"
     return None
 
 
@@ -169,6 +176,21 @@ class _Hasher:
 
     def close(self) -> None:
         self._pool.shutdown()
+
+
+def _key_of(key: str | None, taken: set[str], report: TableReport) -> str | None:
+    """The unique case-folded key (users_service.usernames), given as migration 0002 gave it to
+    existing rows: the oldest account of a name takes it; a later one whose name folds to the
+    same key (`Stephen` after `stephen`), or a name without a key, keeps a NULL key and logs in
+    by its exact name, as in the book."""
+    if key is None:
+        report.note("a name without a case-folded key (PRECIS): logs in by its exact name")
+        return None
+    if key in taken:
+        report.note("the case-folded name of an older account: logs in by its exact name")
+        return None
+    taken.add(key)
+    return key
 
 
 async def _insert_rows(
@@ -213,6 +235,7 @@ async def _import_users(
     if len(repeated) > EXAMPLES:
         say(f"users: and {len(repeated) - EXAMPLES:,} more repeated usernames")
     winners = {username: ids[0] for username, ids in repeated.items()}
+    taken_keys: set[str] = set()  # case-folded keys held in our table or given in this run
     now = datetime.now(UTC)
     async with target.connect() as connection:
         async for batch in legacy_schema.batches(source, user_model, BATCH):
@@ -225,20 +248,24 @@ async def _import_users(
                     report.refuse(problem, row.id)
                 else:
                     candidates.append(row)
+            keys = {row.id: lookup_key(row.username) for row in candidates}
             present = await connection.execute(
-                select(User.id, User.username).where(
+                select(User.id, User.username, User.username_key).where(
                     or_(
                         User.id.in_([row.id for row in candidates]),
                         User.username.in_([row.username for row in candidates]),
+                        User.username_key.in_([key for key in keys.values() if key]),
                     )
                 )
             )
             await connection.rollback()
             by_id = {}
             by_name = {}
-            for row_id, username in present:
+            for row_id, username, key in present:
                 by_id[row_id] = username
                 by_name[username] = row_id
+                if key is not None:
+                    taken_keys.add(key)
             new: list[Row[Any]] = []
             for row in candidates:
                 if by_id.get(row.id) == row.username:
@@ -249,16 +276,16 @@ async def _import_users(
                     report.refuse(TAKEN_USERNAME, row.id)
                 else:
                     new.append(row)
-            rows = [
-                {
-                    "id": row.id,
-                    "username": row.username,
-                    # Two names sharing a key ("Stephen", "stephen"): the second is refused.
-                    "username_key": username_key(row.username),
-                    "creation": _utc(row.creation, report, now),
-                }
-                for row in new
-            ]
+            rows = []
+            for row in new:
+                rows.append(
+                    {
+                        "id": row.id,
+                        "username": row.username,
+                        "username_key": _key_of(keys[row.id], taken_keys, report),
+                        "creation": _utc(row.creation, report, now),
+                    }
+                )
             for row in new:
                 if row.password is None:
                     report.note("no password in the book (it could never log in): locked")
@@ -290,6 +317,10 @@ async def _import_thoughts(
     report = TableReport("thoughts", total=await legacy_schema.count_rows(source, thought_model))
     now = datetime.now(UTC)
     async with target.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # A bigger page cache for the FTS5 index's segment merges (negative: KiB), as
+            # devtools.synthetic_thoughts loads do.
+            await connection.exec_driver_sql("PRAGMA cache_size = -262144")
         # PostgreSQL: a large pending list for the trigram index while rows pour in, merged and
         # put back to its own options at the end (a run cut short leaves the large list; the
         # next run, or any run of `devtools load`, puts it back).
