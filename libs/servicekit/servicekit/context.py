@@ -7,9 +7,14 @@ import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# Accept what load balancers and clients commonly send (UUIDs, hex, base64-ish tokens) and
-# nothing that could inject into logs or headers.
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
+# A well-formed id: 8 to 64 letters, digits, dashes and underscores, starting with a letter or
+# digit. What gateways and clients send as ids fits (UUIDs, hex, "support-case-42"); whatever
+# else a client chooses (paths, base64 with `/+=`, one letter, 128 characters) is not kept as
+# the request's id, where it would appear in every log line and page of the request as if we
+# had made it. It is still logged, beside our own, as `client_request_id` (the middleware).
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$")
+# How much of a refused id the log keeps, escaped.
+CLIENT_REQUEST_ID_LOGGED = 128
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -24,6 +29,12 @@ def accept_request_id(candidate: str | None) -> str:
     if candidate and _VALID_REQUEST_ID.fullmatch(candidate):
         return candidate
     return new_request_id()
+
+
+def loggable_client_request_id(candidate: str) -> str:
+    """A refused client id as a log field: printable ASCII kept, anything else escaped, cut."""
+    escaped = candidate.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return escaped[:CLIENT_REQUEST_ID_LOGGED]
 
 
 def current_request_id() -> str | None:

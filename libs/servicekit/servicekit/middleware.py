@@ -1,7 +1,8 @@
 """One pure-ASGI middleware for the request's whole operational life.
 
 It accepts or makes the request id, times the request, writes the access-log line, records the
-metrics by route *template*, makes the request's SERVER span when tracing is on, and turns an
+metrics by route *template*, makes the request's SERVER span when tracing is on, adds the
+headers every response carries (request id, nosniff, HSTS over HTTPS), and turns an
 unexpected exception into a 500 problem response (the traceback goes to the log, never to the
 client). Pure ASGI rather than BaseHTTPMiddleware: it sits on the hot path of every request.
 """
@@ -13,7 +14,12 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from servicekit.context import (
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    loggable_client_request_id,
+    request_id_var,
+)
 from servicekit.metrics import Metrics
 from servicekit.problems import problem_response
 from servicekit.tracing import Tracing, trace_id_var
@@ -22,6 +28,12 @@ access_log = logging.getLogger("servicekit.access")
 error_log = logging.getLogger("servicekit.errors")
 
 _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
+# On every response of every service: no browser may guess a type other than the one we send
+# (a JSON body sniffed as HTML is a script in the API's origin).
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+# Only when the request came over HTTPS (directly, or X-Forwarded-Proto from a trusted proxy,
+# FORWARDED_ALLOW_IPS): browsers ignore HSTS over plain HTTP, and `make run` is plain HTTP.
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
 # Probes and scrapes are frequent and dull: count them, log them only at DEBUG.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -49,8 +61,14 @@ class ObservabilityMiddleware:
                 incoming = value.decode("latin-1")
                 break
         request_id = accept_request_id(incoming)
+        # A client id we did not keep is logged beside ours, so a support case quoting it can
+        # still find the request.
+        client_request_id = (
+            loggable_client_request_id(incoming) if incoming and incoming != request_id else None
+        )
         token = request_id_var.set(request_id)
         request_id_bytes = request_id.encode()
+        security_headers = [_NOSNIFF, _HSTS] if scope.get("scheme") == "https" else [_NOSNIFF]
         status = 500
         response_started = False
         start = time.perf_counter()
@@ -68,6 +86,7 @@ class ObservabilityMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((_REQUEST_ID_HEADER_BYTES, request_id_bytes))
+                headers.extend(security_headers)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -97,6 +116,7 @@ class ObservabilityMiddleware:
                     "status": status,
                     "duration_ms": round(duration * 1000, 3),
                     "client": (scope.get("client") or ("", 0))[0],
+                    **({"client_request_id": client_request_id} if client_request_id else {}),
                 },
             )
             request_id_var.reset(token)

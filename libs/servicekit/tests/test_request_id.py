@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from servicekit.context import accept_request_id, request_id_var
@@ -19,12 +20,14 @@ GENERATED = re.compile(r"^[0-9a-f]{32}$")
     "request_id",
     [
         "3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f",
-        "abc-123_DEF.456:789+/=",
-        "x",
-        "a" * 128,
+        "3f2b8c1e4d5a4b6c9e7f0a1b2c3d4e5f",
+        "support-case-42",
+        "A_b-9" + "x" * 59,
     ],
 )
-async def test_a_valid_request_id_is_echoed(request_id: str, client: httpx.AsyncClient) -> None:
+async def test_a_well_formed_request_id_is_echoed(
+    request_id: str, client: httpx.AsyncClient
+) -> None:
     response = await client.get("/healthz", headers={"X-Request-ID": request_id})
     assert response.headers["x-request-id"] == request_id
 
@@ -32,7 +35,13 @@ async def test_a_valid_request_id_is_echoed(request_id: str, client: httpx.Async
 @pytest.mark.parametrize(
     "request_id",
     [
-        "a" * 129,
+        # Issue 14: ids a client chose freely were kept verbatim. Not ids: kept only in the log.
+        "abc-123_DEF.456:789+/=",
+        "x",
+        "short",
+        "a" * 65,
+        "../../etc/passwd",
+        "-leading-dash",
         "has space",
         "line\nbreak",
         "trailing-newline\n",
@@ -49,6 +58,27 @@ async def test_an_unsafe_request_id_is_replaced(request_id: str, client: httpx.A
     replaced = response.headers["x-request-id"]
     assert replaced != request_id
     assert GENERATED.match(replaced)
+
+
+async def test_a_refused_request_id_is_logged_beside_our_own(
+    start_app: Callable[..., Any],
+    make_settings: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = await start_app(make_settings())  # here: its log goes to this test's capture
+    response = await client.get("/items/7", headers={"X-Request-ID": "case/42\u00e9".encode()})
+    access = [
+        entry
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{")
+        for entry in [orjson.loads(line)]
+        if entry["logger"] == "servicekit.access"
+    ]
+    assert len(access) == 1
+    assert access[0]["request_id"] == response.headers["x-request-id"]
+    assert GENERATED.match(access[0]["request_id"])
+    # The header's bytes, as the server decodes them (Latin-1), escaped.
+    assert access[0]["client_request_id"] == "case/42\\xc3\\xa9"
 
 
 @pytest.mark.parametrize("candidate", ["trailing-newline\n", "a" * 129, "nul\x00", "é"])
