@@ -34,14 +34,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from servicekit.testing import (
-    DatabaseFactory,
-    ServiceProcess,
-    free_port,
-    need,
-    postgres_available,
-    python_module_argv,
-)
 
 from devtools.gateway import (
     Replica,
@@ -52,6 +44,14 @@ from devtools.gateway import (
     servers,
     set_weights,
     wait_until_up,
+)
+from testkit import (
+    DatabaseFactory,
+    ServiceProcess,
+    free_port,
+    need,
+    postgres_available,
+    python_module_argv,
 )
 
 # Service processes restarted under load: minutes on a busy two-core machine, not seconds.
