@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from devtools.synthetic_thoughts import load_synthetic, synthetic_rows
-from servicekit.db import Database
+from servicekit.db import Database, DatabaseOptions
 from servicekit.pagination import PageRequest
 from testkit import DatabaseFactory
 from thoughts_service.main import MIGRATIONS_DIR
@@ -25,7 +25,7 @@ def database_url(database_factory: DatabaseFactory, db_backend: str) -> str:
 
 async def _load_and_search(url: str) -> tuple[int, list[str]]:
     await load_synthetic(url, 600, rare_word="quokkaesque", rare_every=200)
-    database = Database(url)
+    database = Database(url, DatabaseOptions(driver_pool=True))
     try:
         async with database.sessionmaker() as session:
             total = await session.scalar(select(func.count()).select_from(Thought))
@@ -46,7 +46,7 @@ async def _load_more_and_search(url: str) -> tuple[bool, list[int], Any]:
     await load_synthetic(url, 600, rare_word="quokkaesque", rare_every=200)
     # A third more: through the pending list, not a rebuild (synthetic_thoughts.REBUILD_RATIO).
     more = await load_synthetic(url, 800, rare_word="quokkaesque", rare_every=200)
-    database = Database(url)
+    database = Database(url, DatabaseOptions(driver_pool=True))
     try:
         page = PageRequest(limit=20, order="desc")
         found = await ThoughtRepository(database).search("quokkaesque", page)

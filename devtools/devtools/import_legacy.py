@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from devtools import legacy_schema
 from devtools.legacy_schema import thought_model, user_model
 from devtools.synthetic_thoughts import trigram_index_bulk_mode
-from servicekit.db import Database
+from servicekit.db import Database, DatabaseOptions
 from servicekit.migrations import current_revision, head_revision
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from thoughts_service.models import TEXT_MAX, Thought
@@ -424,8 +424,8 @@ async def import_legacy(
     start = time.perf_counter()
     legacy_users = legacy_schema.legacy_engine(from_users)
     legacy_thoughts = legacy_schema.legacy_engine(from_thoughts)
-    users_db = Database(users_database_url, pool_size=1)
-    thoughts_db = Database(thoughts_database_url, pool_size=1)
+    users_db = Database(users_database_url, DatabaseOptions(pool_size=1))
+    thoughts_db = Database(thoughts_database_url, DatabaseOptions(pool_size=1))
     hasher = None if dry_run else _Hasher(users_settings or UsersSettings())
     try:
         await _check_migrated(users_db.engine, USERS_MIGRATIONS, "users")

@@ -21,8 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from servicekit.admin import AdminGuardMiddleware, admin_headers, declare_admin_security
-from servicekit.admission import Admission
-from servicekit.db import Database
+from servicekit.db import Database, DatabaseOptions
 from servicekit.dependencies import DependencyError, check_dependencies, parse_dependencies
 from servicekit.flags import BadFlagFile, Flags
 from servicekit.http import create_http_client
@@ -63,6 +62,9 @@ class ServiceSpec:
     on_shutdown: Sequence[Hook] = ()
     extra_state: dict[str, Any] = field(default_factory=dict)
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    # How the service's Database connects; by default from the settings' DB_* values
+    # (DatabaseOptions.from_settings).
+    database_options: DatabaseOptions | None = None
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:
@@ -210,9 +212,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     app.state.db = (
         Database(
             settings.database_url,
-            pool_size=settings.db_pool_size,
+            spec.database_options or DatabaseOptions.from_settings(settings),
             tracing=tracing,
-            slow_queries=Admission(settings.db_slow_queries, settings.db_slow_query_wait_seconds),
         )
         if spec.migrations_dir
         else None

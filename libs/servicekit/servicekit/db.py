@@ -1,9 +1,19 @@
-"""The async database engine and sessions, for SQLite (embedded default) and PostgreSQL."""
+"""The async database engine and sessions, for SQLite (embedded default) and PostgreSQL.
+
+A Database is created with one frozen DatabaseOptions and never changed afterwards. Its
+connections, per process, follow one rule: `pool_size` is the most it holds, both pools together.
+A service that runs hot statements on the driver's own connections (servicekit.driver,
+`driver_pool=True`) gives SQLAlchemy's pool a quarter of them (at least one: readiness, the ORM's
+rarer paths) and the driver pool the rest; any other service gives SQLAlchemy all of them.
+Neither pool overflows.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import event, text
@@ -16,8 +26,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from servicekit.admission import Admission
-from servicekit.driver import DriverPool, LazyDriverPool
+from servicekit.driver import DriverOptions, DriverPool, LazyDriverPool, PostgresDriverPool
 from servicekit.metrics import PoolStats
+from servicekit.settings import ServiceSettings
 from servicekit.tracing import TracedDriverPool, Tracing, trace_sqlalchemy
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -48,12 +59,57 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+@dataclass(frozen=True)
+class DatabaseOptions:
+    """How a Database connects; given when it is created, never changed after."""
+
+    # Connections per process, both pools together (see the module's docstring).
+    pool_size: int = 10
+    # Opens the driver's own pool for the service's hot statements (servicekit.driver).
+    driver_pool: bool = False
+    # Statements of the driver pool that run longer raise StatementTimeout; None: no limit.
+    statement_timeout: float | None = None
+    # PostgreSQL run-time settings of every connection of both pools (e.g. plan_cache_mode).
+    server_settings: Mapping[str, str] = field(default_factory=dict)
+    # Reads that may be slow run this many at once per process; the others wait this long for a
+    # turn, then raise Overloaded (servicekit.admission).
+    slow_queries: int = 2
+    slow_query_wait_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.driver_pool and self.pool_size < 2:
+            raise ValueError("a database with a driver pool needs a pool size of 2 or more")
+        object.__setattr__(self, "server_settings", MappingProxyType(dict(self.server_settings)))
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings, **options: Any) -> DatabaseOptions:
+        """The DB_* settings every service has, and the service's own `options`."""
+        return cls(
+            pool_size=settings.db_pool_size,
+            slow_queries=settings.db_slow_queries,
+            slow_query_wait_seconds=settings.db_slow_query_wait_seconds,
+            **options,
+        )
+
+    @property
+    def session_pool_size(self) -> int:
+        """SQLAlchemy's share of `pool_size`."""
+        return max(1, self.pool_size // 4) if self.driver_pool else self.pool_size
+
+    @property
+    def driver_pool_size(self) -> int:
+        """The driver pool's share of `pool_size` (0 without one)."""
+        return self.pool_size - self.session_pool_size if self.driver_pool else 0
+
+
+def create_engine(url: str, options: DatabaseOptions | None = None) -> AsyncEngine:
+    options = options or DatabaseOptions()
     parsed = parse_database_url(url)
+    size = options.session_pool_size
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
+            engine = create_async_engine(parsed, pool_size=size, max_overflow=0)
         else:
             # In memory, SQLAlchemy keeps one shared connection (StaticPool), which takes no sizes.
             engine = create_async_engine(parsed)
@@ -61,13 +117,13 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         return engine
     return create_async_engine(
         parsed,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        pool_size=size,
+        max_overflow=0,
         pool_pre_ping=True,
         pool_recycle=1800,
-        # A database host that drops packets must not hang /readyz or a request for asyncpg's
-        # default 60 s: fail after a few seconds with a clear error instead.
-        connect_args={"timeout": 5},
+        # timeout: a database host that drops packets must not hang /readyz or a request for
+        # asyncpg's default 60 s: fail after a few seconds with a clear error instead.
+        connect_args={"timeout": 5, "server_settings": dict(options.server_settings)},
         pool_timeout=10,
     )
 
@@ -76,36 +132,30 @@ class Database:
     def __init__(
         self,
         url: str,
+        options: DatabaseOptions | None = None,
         *,
-        pool_size: int = 10,
-        server_settings: Mapping[str, str] | None = None,
         tracing: Tracing | None = None,
-        slow_queries: Admission | None = None,
     ) -> None:
-        """`slow_queries`: how many reads that may be slow the driver pool runs at once, and
-        how long the others wait for a turn (servicekit.driver)."""
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
+        self.options = options or DatabaseOptions()
+        self.engine = create_engine(url, self.options)
         self._tracing = tracing
         if tracing is not None:
             trace_sqlalchemy(self.engine.sync_engine, tracing, self.engine.dialect.name)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.slow_queries = slow_queries or Admission(2, 1.0)
+        self.slow_queries = Admission(
+            self.options.slow_queries, self.options.slow_query_wait_seconds
+        )
         self._driver = LazyDriverPool(
             self.engine.url,
-            size=pool_size,
-            server_settings=server_settings,
-            slow_queries=self.slow_queries,
+            DriverOptions(
+                size=max(1, self.options.driver_pool_size),
+                statement_timeout=self.options.statement_timeout,
+                server_settings=self.options.server_settings,
+            ),
+            self.slow_queries,
         )
-        # PostgreSQL run-time settings of the driver pool's connections (e.g. plan_cache_mode);
-        # may be added to until the pool is first used.
-        self.driver_server_settings = self._driver.server_settings
         self._driver_observer: Callable[[DriverPool], DriverPool] | None = None
-
-    def limit_driver_statements(self, seconds: float | None) -> None:
-        """Statements of the driver pool that run longer raise StatementTimeout (set before
-        the pool is first used)."""
-        self._driver.statement_timeout = seconds
 
     def observe_driver(self, wrap: Callable[[DriverPool], DriverPool]) -> None:
         """Every `driver()` is handed through `wrap` (a recorder of statements for the
@@ -124,9 +174,10 @@ class Database:
     async def driver(self) -> DriverPool:
         """The driver's own connections, for a service's hot statements (servicekit.driver).
 
-        Opened on first use with the same pool size; closed by `dispose()`. With tracing on,
-        each statement is a span.
+        Opened on first use; closed by `dispose()`. With tracing on, each statement is a span.
         """
+        if not self.options.driver_pool:
+            raise RuntimeError("this database was created without a driver pool (driver_pool)")
         pool: DriverPool = await self._driver.get()
         if self._tracing is not None:
             pool = TracedDriverPool(pool, self._tracing, self.dialect)
@@ -139,18 +190,17 @@ class Database:
         stats = []
         pool = self.engine.pool
         if hasattr(pool, "checkedout") and hasattr(pool, "checkedin"):
-            # QueuePool does not say how many wait; in_use at pool_size + max_overflow does.
+            # QueuePool does not say how many wait; in_use at its size does.
             stats.append(PoolStats("sqlalchemy", pool.checkedout(), pool.checkedin(), None))
-        # The driver pool's ConnectionPool, once opened (SQLite's driver has no pool).
-        connections = getattr(getattr(self._driver, "_pool", None), "_pool", None)
-        if connections is not None and hasattr(connections, "count"):
-            idle = connections.idle
+        driver = self._driver.opened
+        if isinstance(driver, PostgresDriverPool):  # SQLite's driver has no connections to count
+            connections = driver.connections
             stats.append(
                 PoolStats(
                     "driver",
-                    connections.count - idle,
-                    idle,
-                    len(getattr(connections, "_waiters", ())),
+                    connections.count - connections.idle,
+                    connections.idle,
+                    connections.waiting,
                 )
             )
         return stats

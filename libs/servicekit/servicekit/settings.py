@@ -79,6 +79,7 @@ class ServiceSettings(BaseSettings):
     # Comma-separated "name=url>=min_version" entries checked at start-up.
     dependencies: str = ""
     dependency_wait_seconds: float = Field(default=30.0, ge=0, le=600)
+    # Database connections per worker process, all pools together (servicekit.db).
     db_pool_size: int = Field(default=10, ge=1, le=200)
     # Reads that may be slow (a scan, a search) run at most this many at once per process; the
     # others wait this long for a turn, then answer 503 with Retry-After (servicekit.admission).

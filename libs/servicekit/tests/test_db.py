@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from servicekit.db import Database, parse_database_url
+from servicekit.db import Database, DatabaseOptions, parse_database_url
 from servicekit.migrations import alembic_config, current_revision, head_revision, upgrade
 from testkit import DatabaseFactory
 
@@ -80,7 +80,7 @@ async def test_an_in_memory_sqlite_database_works() -> None:
 
 
 async def test_ping_reaches_both_backends(migrated_url: str, db_backend: str) -> None:
-    database = Database(migrated_url, pool_size=2)
+    database = Database(migrated_url, DatabaseOptions(pool_size=2))
     try:
         await database.ping()
     finally:
@@ -121,6 +121,43 @@ def _revision(url: str) -> str | None:
             await database.dispose()
 
     return asyncio.run(read())
+
+
+def test_one_pool_size_covers_both_pools() -> None:
+    """DB_POOL_SIZE is the most connections a process holds: SQLAlchemy's pool and the driver
+    pool share it, and neither overflows."""
+    alone = DatabaseOptions(pool_size=10)
+    assert (alone.session_pool_size, alone.driver_pool_size) == (10, 0)
+    shared = DatabaseOptions(pool_size=10, driver_pool=True)
+    assert (shared.session_pool_size, shared.driver_pool_size) == (2, 8)
+    smallest = DatabaseOptions(pool_size=2, driver_pool=True)
+    assert (smallest.session_pool_size, smallest.driver_pool_size) == (1, 1)
+    with pytest.raises(ValueError, match="pool size of 2 or more"):
+        DatabaseOptions(pool_size=1, driver_pool=True)
+
+    database = Database("postgresql+asyncpg://app@db.invalid/app", shared)
+    pool = database.engine.pool
+    assert (pool.size(), pool._max_overflow) == (2, 0)  # type: ignore[attr-defined]
+
+
+def test_options_are_fixed_when_the_database_is_created() -> None:
+    settings = {"plan_cache_mode": "force_custom_plan"}
+    options = DatabaseOptions(server_settings=settings)
+    settings["plan_cache_mode"] = "auto"  # the caller's dict is copied, not kept
+    assert options.server_settings == {"plan_cache_mode": "force_custom_plan"}
+    with pytest.raises(TypeError):
+        options.server_settings["work_mem"] = "1GB"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        options.pool_size = 3  # type: ignore[misc]
+
+
+async def test_without_a_driver_pool_there_is_none(migrated_url: str) -> None:
+    database = Database(migrated_url)
+    try:
+        with pytest.raises(RuntimeError, match="without a driver pool"):
+            await database.driver()
+    finally:
+        await database.dispose()
 
 
 def test_upgrade_refuses_an_unsupported_url(example: Any) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from servicekit.db import Database
+from servicekit.db import Database, DatabaseOptions
 from servicekit.http import create_http_client
 from servicekit.metrics import Metrics
 from servicekit.tracing import Tracing
@@ -94,7 +94,7 @@ async def test_traceparent_goes_out_only_with_tracing_on(span_exporter: Any) -> 
 
 
 async def test_pool_gauges_are_read_when_scraped(migrated_url: str, db_backend: str) -> None:
-    database = Database(migrated_url, pool_size=3)
+    database = Database(migrated_url, DatabaseOptions(pool_size=3, driver_pool=True))
     metrics = Metrics("test")
     metrics.watch_pools(database.pool_stats)
     try:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import event
 
 from mythoughts_auth import (
     LegacyCompatibility,
@@ -15,7 +13,7 @@ from mythoughts_auth import (
 from mythoughts_auth.lifecycle import install_token_verifier, stop_key_fetching, token_keys_missing
 from mythoughts_auth.settings import read_public_keys
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
-from servicekit.db import Database
+from servicekit.db import DatabaseOptions
 from servicekit.pagination import PageLimits
 from thoughts_service import __version__
 from thoughts_service.full_lists import FullLists
@@ -56,15 +54,11 @@ def load_legacy_compatibility(settings: ThoughtsSettings) -> LegacyCompatibility
         raise ConfigError(f"configuration error: AUTH_LEGACY_PUBLIC_KEY_FILE: {exc}") from None
 
 
-def _force_custom_plans(dbapi_connection: Any, _record: Any) -> None:
-    # asyncpg prepares every statement; after five runs PostgreSQL may switch a statement to a
-    # generic plan, which cannot see the search pattern and so cannot tell a rare word (use the
-    # trigram index) from a common one (walk the primary key). Planning is cheap next to a
-    # wrong plan over a million rows. run_async: a plain SET through the DBAPI cursor would open
-    # a transaction that the pool rolls back, undoing it.
-    dbapi_connection.run_async(
-        lambda connection: connection.execute("SET plan_cache_mode = force_custom_plan")
-    )
+# asyncpg prepares every statement; after five runs PostgreSQL may switch a statement to a generic
+# plan, which cannot see the search pattern and so cannot tell a rare word (use the trigram index)
+# from a common one (walk the primary key). Planning is cheap next to a wrong plan over a million
+# rows. Set on every connection of both pools (servicekit.db); SQLite ignores it.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
@@ -95,6 +89,13 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
             on_startup=[verify_tokens],
             on_shutdown=[stop_key_fetching],
             readiness_checks={"token keys": token_keys_missing},
+            # The hot paths run on the driver pool (thoughts_service.repository).
+            database_options=DatabaseOptions.from_settings(
+                settings,
+                driver_pool=True,
+                statement_timeout=settings.statement_timeout_seconds,
+                server_settings=SERVER_SETTINGS,
+            ),
             extra_state={
                 "jwks": None,
                 "page_limits": PageLimits(settings.page_size, settings.max_page_size),
@@ -107,10 +108,4 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
         ),
     )
     app.state.thought_metrics = ThoughtMetrics(app.state.metrics)
-    database: Database = app.state.db
-    if database.dialect == "postgresql":
-        event.listen(database.engine.sync_engine, "connect", _force_custom_plans)
-        # The same for the connections of the hot paths (thoughts_service.repository).
-        database.driver_server_settings["plan_cache_mode"] = "force_custom_plan"
-    database.limit_driver_statements(settings.statement_timeout_seconds)
     return app

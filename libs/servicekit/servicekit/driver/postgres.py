@@ -1,0 +1,92 @@
+"""The driver pool of PostgreSQL: asyncpg connections, writes committed in groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import URL
+
+from servicekit.admission import Admission
+from servicekit.driver.connection_pool import ConnectionPool, postgres_statement_failed
+from servicekit.driver.group_commit import GroupCommit
+from servicekit.driver.interface import Outcome, Row, Statement, StatementTimeout
+
+
+class PostgresDriverPool:
+    """asyncpg connections (ConnectionPool); writes are group-committed (GroupCommit): a
+    group's statements run in one transaction on one connection, so N writes share one WAL
+    flush."""
+
+    def __init__(self, pool: ConnectionPool, slow_queries: Admission) -> None:
+        self._pool = pool
+        self._slow_queries = slow_queries
+        self._writes: GroupCommit[Statement, list[Row]] = GroupCommit(
+            self._commit_group, self._one_by_one, retryable=postgres_statement_failed
+        )
+
+    @property
+    def connections(self) -> ConnectionPool:
+        return self._pool
+
+    @classmethod
+    async def open(
+        cls,
+        url: URL,
+        *,
+        size: int,
+        server_settings: Mapping[str, str] | None = None,
+        statement_timeout: float | None = None,
+        slow_queries: Admission,
+    ) -> PostgresDriverPool:
+        settings = dict(server_settings or {})
+        if statement_timeout:
+            settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        async def connect() -> Any:
+            # timeout: connecting, as the SQLAlchemy engine's connect_args.
+            return await asyncpg.connect(dsn, server_settings=settings, timeout=5)
+
+        pool = ConnectionPool(connect, size)
+        await pool.open()
+        return cls(pool, slow_queries)
+
+    async def fetch(
+        self, sql: str, arguments: Sequence[Any], *, may_be_slow: bool = False
+    ) -> list[Row]:
+        if may_be_slow:
+            async with self._slow_queries.turn():
+                return await self._fetch(sql, arguments)
+        return await self._fetch(sql, arguments)
+
+    async def _fetch(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        try:
+            async with self._pool.connection() as connection:
+                rows: list[Row] = await connection.fetch(sql, *arguments)
+        except asyncpg.QueryCanceledError as exc:
+            raise StatementTimeout(str(exc)) from None
+        return rows
+
+    async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
+        return await self._writes.submit((sql, arguments))
+
+    async def _commit_group(self, group: list[Statement]) -> list[Outcome]:
+        if len(group) == 1:  # a transaction of its own already: no BEGIN/COMMIT round trips
+            return await self._one_by_one(group)
+        async with self._pool.connection() as connection, connection.transaction():
+            return [await connection.fetch(sql, *arguments) for sql, arguments in group]
+
+    async def _one_by_one(self, group: list[Statement]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for sql, arguments in group:
+            try:
+                async with self._pool.connection() as connection:
+                    outcomes.append(await connection.fetch(sql, *arguments))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def close(self) -> None:
+        await self._pool.close()
