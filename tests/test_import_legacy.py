@@ -256,3 +256,21 @@ def test_refuses_an_unmigrated_target(legacy: Legacy, database_factory: Database
     empty = Targets(database_factory.empty("sqlite"), database_factory.empty("sqlite"))
     with pytest.raises(importer.NotMigrated, match="run `python -m users_service migrate`"):
         run_import(legacy, empty)
+
+
+def test_a_run_cut_short_is_completed_by_the_next(legacy: Legacy, targets: Targets) -> None:
+    """Resumable: what a run committed is found, what it had not reached is added."""
+    from sqlalchemy import delete
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    run_import(legacy, targets)
+
+    async def forget_the_last_batch() -> None:  # as if the run had stopped before it
+        engine = create_async_engine(targets.thoughts_url)
+        async with engine.begin() as connection:
+            await connection.execute(delete(importer.Thought).where(importer.Thought.id >= 6))
+        await engine.dispose()
+
+    asyncio.run(forget_the_last_batch())
+    report, _ = run_import(legacy, targets)
+    assert (report.thoughts.imported, report.thoughts.already) == (2, 2)

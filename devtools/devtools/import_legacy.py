@@ -317,10 +317,6 @@ async def _import_thoughts(
     report = TableReport("thoughts", total=await legacy_schema.count_rows(source, thought_model))
     now = datetime.now(UTC)
     async with target.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            # A bigger page cache for the FTS5 index's segment merges (negative: KiB), as
-            # devtools.synthetic_thoughts loads do.
-            await connection.exec_driver_sql("PRAGMA cache_size = -262144")
         # PostgreSQL: a large pending list for the trigram index while rows pour in, merged and
         # put back to its own options at the end (a run cut short leaves the large list; the
         # next run, or any run of `devtools load`, puts it back).
