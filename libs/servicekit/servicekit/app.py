@@ -7,6 +7,7 @@ start-up dependency check and graceful shutdown. A service adds only its own rou
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -44,6 +45,8 @@ from servicekit.version import VersionInfo, resolve_version
 log = logging.getLogger("servicekit.app")
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+# /readyz's own deadline for the database check, so that the probe answers within a second.
+READINESS_DATABASE_SECONDS = 0.8
 # A service's own readiness condition: None when ready, else what is missing (shown by /readyz).
 # Called on every probe, so it only reads state (no I/O).
 ReadinessCheck = Callable[[FastAPI], str | None]
@@ -107,7 +110,14 @@ def _ops_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
         database: Database | None = request.app.state.db
         if database is not None:
             try:
-                revision = await current_revision(database.engine)
+                # Answered within a second whatever the database does: a probe that hangs is
+                # a probe that fails late (issue 14).
+                revision = await asyncio.wait_for(
+                    current_revision(database.engine), READINESS_DATABASE_SECONDS
+                )
+            except TimeoutError:
+                checks["database"] = f"no answer within {READINESS_DATABASE_SECONDS}s"
+                ready = False
             except Exception as exc:
                 checks["database"] = f"unreachable: {type(exc).__name__}"
                 ready = False

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -75,11 +75,24 @@ class DatabaseOptions:
     # turn, then raise Overloaded (servicekit.admission).
     slow_queries: int = 2
     slow_query_wait_seconds: float = 1.0
+    # Client-side deadlines (issue 14): opening a connection, waiting for one from a pool, and
+    # one statement (or a write's whole transaction). Past one, DatabaseUnavailable (503).
+    # The query deadline is at least the statement timeout plus a second, so that the
+    # server's own cancel, which keeps the connection, normally comes first.
+    connect_timeout: float = 2.0
+    acquire_timeout: float = 2.0
+    query_timeout: float = 3.0
 
     def __post_init__(self) -> None:
         if self.driver_pool and self.pool_size < 2:
             raise ValueError("a database with a driver pool needs a pool size of 2 or more")
         object.__setattr__(self, "server_settings", MappingProxyType(dict(self.server_settings)))
+        if min(self.connect_timeout, self.acquire_timeout, self.query_timeout) <= 0:
+            raise ValueError("database timeouts must be positive")
+        if self.statement_timeout is not None:
+            object.__setattr__(
+                self, "query_timeout", max(self.query_timeout, self.statement_timeout + 1)
+            )
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings, **options: Any) -> DatabaseOptions:
@@ -88,6 +101,9 @@ class DatabaseOptions:
             pool_size=settings.db_pool_size,
             slow_queries=settings.db_slow_queries,
             slow_query_wait_seconds=settings.db_slow_query_wait_seconds,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            acquire_timeout=settings.db_acquire_timeout_seconds,
+            query_timeout=settings.db_query_timeout_seconds,
             **options,
         )
 
@@ -115,17 +131,32 @@ def create_engine(url: str, options: DatabaseOptions | None = None) -> AsyncEngi
             engine = create_async_engine(parsed)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         parsed,
         pool_size=size,
         max_overflow=0,
         pool_pre_ping=True,
         pool_recycle=1800,
-        # timeout: a database host that drops packets must not hang /readyz or a request for
-        # asyncpg's default 60 s: fail after a few seconds with a clear error instead.
-        connect_args={"timeout": 5, "server_settings": dict(options.server_settings)},
-        pool_timeout=10,
+        # The deadlines of DatabaseOptions: a database host that drops packets must not hang
+        # a request for asyncpg's default 60 s, nor for ever once connected (command_timeout
+        # is asyncpg's client-side limit of every statement, BEGIN and COMMIT included).
+        connect_args={
+            "timeout": options.connect_timeout,
+            "command_timeout": options.query_timeout,
+            "server_settings": dict(options.server_settings),
+        },
+        pool_timeout=options.acquire_timeout,
     )
+    event.listen(engine.sync_engine, "handle_error", _timeout_invalidates)
+    return engine
+
+
+def _timeout_invalidates(context: ExceptionContext) -> None:
+    # A statement (or the pre-ping) past asyncpg's command_timeout leaves its connection in an
+    # unknown state; SQLAlchemy would roll it back, waiting for the timeout again on a database
+    # that does not answer. As a disconnect it is thrown away instead (the server rolls back).
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
 
 
 class Database:
@@ -152,6 +183,9 @@ class Database:
                 size=max(1, self.options.driver_pool_size),
                 statement_timeout=self.options.statement_timeout,
                 server_settings=self.options.server_settings,
+                connect_timeout=self.options.connect_timeout,
+                acquire_timeout=self.options.acquire_timeout,
+                query_timeout=self.options.query_timeout,
             ),
             self.slow_queries,
         )

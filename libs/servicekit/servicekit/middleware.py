@@ -21,8 +21,9 @@ from servicekit.context import (
     request_id_var,
 )
 from servicekit.metrics import Metrics
-from servicekit.problems import problem_response
+from servicekit.problems import problem_response, unavailable_response
 from servicekit.tracing import Tracing, trace_id_var
+from servicekit.unavailable import as_unavailable
 
 access_log = logging.getLogger("servicekit.access")
 error_log = logging.getLogger("servicekit.errors")
@@ -92,12 +93,27 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            error_log.exception("unhandled error on %s %s", scope["method"], _route_template(scope))
+        except Exception as exc:
+            unavailable = as_unavailable(exc)
+            if unavailable is not None:
+                # An unavailable dependency, not a bug: one line, and a 503 (issue 14).
+                error_log.warning(
+                    "database unavailable on %s %s: %s",
+                    scope["method"],
+                    _route_template(scope),
+                    unavailable.reason,
+                )
+            else:
+                error_log.exception(
+                    "unhandled error on %s %s", scope["method"], _route_template(scope)
+                )
             if response_started:
                 raise
-            status = 500
-            response = problem_response(500, "an internal error occurred; quote the request id")
+            if unavailable is not None:
+                response = unavailable_response(unavailable)
+            else:
+                response = problem_response(500, "an internal error occurred; quote the request id")
+            status = response.status_code
             await response(scope, receive, send_with_request_id)
         finally:
             duration = time.perf_counter() - start

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from servicekit.admission import Overloaded
 from servicekit.context import current_request_id
+from servicekit.unavailable import RETRY_AFTER_SECONDS, DatabaseUnavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -91,10 +92,21 @@ async def _overloaded(request: Request, exc: Exception) -> Response:
     )
 
 
+def unavailable_response(exc: DatabaseUnavailable) -> Response:
+    return problem_response(503, exc.detail(), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DatabaseUnavailable)
+    return unavailable_response(exc)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_exception)
     app.add_exception_handler(Overloaded, _overloaded)
+    # The drivers' own connection errors reach the kit's middleware instead (as_unavailable).
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -85,6 +85,12 @@ class ServiceSettings(BaseSettings):
     # others wait this long for a turn, then answer 503 with Retry-After (servicekit.admission).
     db_slow_queries: int = Field(default=2, ge=1, le=64)
     db_slow_query_wait_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Client-side deadlines of every database operation (servicekit.db.DatabaseOptions): a
+    # database that stops answering fails a request with 503 in seconds, not at the end of the
+    # outage (the server's statement_timeout cannot fire when the server is unreachable).
+    db_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    db_acquire_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    db_query_timeout_seconds: float = Field(default=3.0, gt=0, le=600)
     # The bearer token every /admin/* request must carry (servicekit.admin). Unset: admin routes
     # answer loopback clients only, with a warning at start-up. Give it as ADMIN_TOKEN_FILE.
     admin_token: SecretStr | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -326,6 +327,7 @@ async def test_a_waiter_learns_why_when_a_replacement_cannot_connect(
     database_factory: DatabaseFactory,
 ) -> None:
     from servicekit.driver import ConnectionPool
+    from servicekit.unavailable import DatabaseUnavailable
 
     pool, _ = await _connection_pool(database_factory, size=1)
     real_connect = pool._connect
@@ -339,8 +341,10 @@ async def test_a_waiter_learns_why_when_a_replacement_cannot_connect(
 
             pool._connect = refuse
             connection.terminate()  # the holder's connection dies; the waiter needs a new one
-        with pytest.raises(ConnectionRefusedError, match="the database is down"):
+        # Told as an unavailable database (a 503), with the refusal as its cause.
+        with pytest.raises(DatabaseUnavailable, match="ConnectionRefusedError") as refused:
             await asyncio.wait_for(waiting, 5)
+        assert isinstance(refused.value.__cause__, ConnectionRefusedError)
         pool._connect = real_connect
         assert await _backend_pid(pool) > 0  # the server is back: the pool serves again
     finally:
@@ -371,3 +375,53 @@ async def test_sqlite_writers_of_two_processes_take_turns(
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.usefixtures("require_postgresql")
+async def test_a_failed_reconnect_fails_every_waiter_at_once(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Issue 14: after a failed reconnect only the first waiter was told; the others waited
+    for a connection nobody could open (requests hung 7-30 s). Through a TCP proxy that the
+    test makes refuse, never the PostgreSQL server itself."""
+    import asyncpg
+
+    from servicekit.driver import ConnectionPool
+    from servicekit.unavailable import DatabaseUnavailable
+    from testkit.faults import FaultProxy
+
+    url = make_url(database_factory.empty("postgresql"))
+    with FaultProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        dsn = url.set(drivername="postgresql", host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
+        pool = ConnectionPool(lambda: asyncpg.connect(dsn, timeout=2), 1)
+        await pool.open()
+        try:
+            holder_inside = asyncio.Event()
+
+            async def hold() -> None:
+                async with pool.connection() as connection:
+                    holder_inside.set()
+                    await connection.fetch("SELECT pg_sleep(10)")
+
+            async def wait_for_a_connection() -> Any:
+                async with pool.connection() as connection:
+                    return await connection.fetchval("SELECT 1")
+
+            holder = asyncio.ensure_future(hold())
+            await holder_inside.wait()
+            waiters = [asyncio.ensure_future(wait_for_a_connection()) for _ in range(5)]
+            await asyncio.sleep(0)  # each waiter runs up to its wait for the pool
+            assert pool.waiting == 5
+            started = asyncio.get_running_loop().time()
+            proxy.refuse()  # the held connection is reset, and a new one refused
+            outcomes = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+            elapsed = asyncio.get_running_loop().time() - started
+            with contextlib.suppress(Exception):
+                await holder
+        finally:
+            await pool.close()
+
+    assert all(isinstance(outcome, DatabaseUnavailable) for outcome in outcomes), outcomes
+    assert elapsed < 1.0

@@ -2,7 +2,7 @@
 whether the thought was saved, and says so; a repeat of the same form never posts twice.
 
 The thoughts service is the real one (the session's local system), reached through a TCP proxy
-that the test black-holes (devtools.faults.FaultProxy).
+that the test black-holes (testkit.faults.FaultProxy).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devtools.faults import FaultProxy
+from testkit.faults import FaultProxy
 
 NOTHING_CHANGED = "Nothing was changed"
 POST_KEY = re.compile(r'name="post_key" value="([^"]+)"')

@@ -45,7 +45,13 @@ class GroupCommit(Generic[T, R]):
         if self._task is None:
             # Kept referenced: the loop holds tasks only weakly.
             self._task = asyncio.get_running_loop().create_task(self._flush())
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The caller gave up (its request ended) before its item went out: never write it
+            # later (issue 14). One already being committed stands.
+            self._pending = [entry for entry in self._pending if entry[1] is not future]
+            raise
 
     async def _flush(self) -> None:
         try:

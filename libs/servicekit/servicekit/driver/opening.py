@@ -26,6 +26,10 @@ class DriverOptions:
     statement_timeout: float | None = None
     # PostgreSQL run-time settings of every connection (e.g. plan_cache_mode).
     server_settings: Mapping[str, str] = field(default_factory=dict)
+    # PostgreSQL's client-side deadlines (servicekit.db.DatabaseOptions).
+    connect_timeout: float = 2.0
+    acquire_timeout: float = 2.0
+    query_timeout: float = 3.0
 
     def __post_init__(self) -> None:
         # A copy that nobody can change: the options are fixed once the pool exists.
@@ -39,6 +43,9 @@ async def open_driver_pool(
     server_settings: Mapping[str, str] | None = None,
     statement_timeout: float | None = None,
     slow_queries: Admission | None = None,
+    connect_timeout: float = 2.0,
+    acquire_timeout: float = 2.0,
+    query_timeout: float = 3.0,
 ) -> DriverPool:
     """`slow_queries`: the turns of reads that may be slow; by default two, waiting up to 1 s."""
     slow_queries = slow_queries or Admission(2, 1.0)
@@ -54,6 +61,9 @@ async def open_driver_pool(
         server_settings=server_settings,
         statement_timeout=statement_timeout,
         slow_queries=slow_queries,
+        connect_timeout=connect_timeout,
+        acquire_timeout=acquire_timeout,
+        query_timeout=query_timeout,
     )
 
 
@@ -83,6 +93,9 @@ class LazyDriverPool:
                         server_settings=self.options.server_settings,
                         statement_timeout=self.options.statement_timeout,
                         slow_queries=self.slow_queries,
+                        connect_timeout=self.options.connect_timeout,
+                        acquire_timeout=self.options.acquire_timeout,
+                        query_timeout=self.options.query_timeout,
                     )
         return self._pool
 

@@ -12,6 +12,7 @@ from servicekit.admission import Admission
 from servicekit.driver.connection_pool import ConnectionPool, postgres_statement_failed
 from servicekit.driver.group_commit import GroupCommit
 from servicekit.driver.interface import Outcome, Row, Statement, StatementTimeout
+from servicekit.unavailable import DatabaseUnavailable
 
 
 class PostgresDriverPool:
@@ -39,6 +40,9 @@ class PostgresDriverPool:
         server_settings: Mapping[str, str] | None = None,
         statement_timeout: float | None = None,
         slow_queries: Admission,
+        connect_timeout: float = 2.0,
+        acquire_timeout: float = 2.0,
+        query_timeout: float = 3.0,
     ) -> PostgresDriverPool:
         settings = dict(server_settings or {})
         if statement_timeout:
@@ -47,9 +51,11 @@ class PostgresDriverPool:
 
         async def connect() -> Any:
             # timeout: connecting, as the SQLAlchemy engine's connect_args.
-            return await asyncpg.connect(dsn, server_settings=settings, timeout=5)
+            return await asyncpg.connect(dsn, server_settings=settings, timeout=connect_timeout)
 
-        pool = ConnectionPool(connect, size)
+        pool = ConnectionPool(
+            connect, size, acquire_timeout=acquire_timeout, query_timeout=query_timeout
+        )
         await pool.open()
         return cls(pool, slow_queries)
 
@@ -73,20 +79,43 @@ class PostgresDriverPool:
         return await self._writes.submit((sql, arguments))
 
     async def _commit_group(self, group: list[Statement]) -> list[Outcome]:
-        if len(group) == 1:  # a transaction of its own already: no BEGIN/COMMIT round trips
-            return await self._one_by_one(group)
-        async with self._pool.connection() as connection, connection.transaction():
-            return [await connection.fetch(sql, *arguments) for sql, arguments in group]
+        return await self._transaction(group)
 
     async def _one_by_one(self, group: list[Statement]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for sql, arguments in group:
+        for statement in group:
             try:
-                async with self._pool.connection() as connection:
-                    outcomes.append(await connection.fetch(sql, *arguments))
+                outcomes += await self._transaction([statement])
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes
+
+    async def _transaction(self, group: list[Statement]) -> list[Outcome]:
+        """The statements in one explicit transaction, even a single one (issue 14).
+
+        A statement run on its own commits as soon as the server receives it: one sent just
+        before the network went silent would commit when the bytes arrive, long after its
+        request was answered 503. Here COMMIT is sent only after every statement answered,
+        within the pool's deadline, so a write that fails before it is never committed later
+        (the server rolls back when the terminated connection closes). One that fails after
+        COMMIT was sent may have been committed: DatabaseUnavailable(outcome_unknown=True)
+        says so. The price is two short round trips per write (BEGIN, COMMIT).
+        """
+        async with self._pool.connection() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            rows: list[Outcome] = [
+                await connection.fetch(sql, *arguments) for sql, arguments in group
+            ]
+            try:
+                await transaction.commit()
+            except Exception as exc:
+                if postgres_statement_failed(exc):  # e.g. a deferred constraint: rolled back
+                    raise
+                raise DatabaseUnavailable(
+                    f"no answer to COMMIT ({type(exc).__name__})", outcome_unknown=True
+                ) from exc
+            return rows
 
     async def close(self) -> None:
         await self._pool.close()
