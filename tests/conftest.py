@@ -18,6 +18,7 @@ import pytest
 
 from devtools.observed import ALL_SERVICES, ObservedSystem, SessionSecrets, run_realistic_session
 from devtools.testing import LocalSystem
+from servicekit.testing import DatabaseFactory, postgres_available
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +27,15 @@ def system(local_system: LocalSystem) -> LocalSystem:
 
 
 @pytest.fixture(scope="session")
-def observed_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedSystem]:
+def observed_system(
+    tmp_path_factory: pytest.TempPathFactory, database_factory: DatabaseFactory
+) -> Iterator[ObservedSystem]:
     token = secrets.token_urlsafe(24)
     overrides = {name: {"ADMIN_TOKEN": token} for name in ALL_SERVICES}
+    # thoughts on PostgreSQL when it answers, as in production: its driver pool is what
+    # db_pool_waiting reports (SQLite has no pool to wait for).
+    if postgres_available() is None:
+        overrides["thoughts"]["DATABASE_URL"] = database_factory.empty("postgresql")
     local = LocalSystem(
         tmp_path_factory.mktemp("observed"), services=ALL_SERVICES, overrides=overrides
     )

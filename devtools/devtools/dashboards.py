@@ -65,8 +65,18 @@ def _jwks_fetches(job: str) -> str:
 
 
 # Panels every service dashboard starts with: its own RED metrics and saturation.
-def service_panels(job: str) -> tuple[Panel, ...]:
+def service_panels(job: str, *, database: bool = True) -> tuple[Panel, ...]:
     sel = f'job="{job}", {PROBES}'
+    pool = Panel(
+        "Database pool",
+        (
+            q(f'sum by (pool, state) (db_pool_connections{{job="{job}"}})', "{{pool}} {{state}}"),
+            q(f'sum by (pool) (db_pool_waiting{{job="{job}"}})', "{{pool}} waiting"),
+        ),
+        "short",
+        "Connections in use and idle, and callers waiting for one (DatabasePoolExhausted; "
+        "PostgreSQL's driver pool only).",
+    )
     return (
         Panel(
             "Requests by route",
@@ -94,18 +104,7 @@ def service_panels(job: str) -> tuple[Panel, ...]:
             (q(_quantile(0.99, "http_request_duration_seconds", sel, "route"), "{{route}}"),),
             "s",
         ),
-        Panel(
-            "Database pool",
-            (
-                q(
-                    f'sum by (pool, state) (db_pool_connections{{job="{job}"}})',
-                    "{{pool}} {{state}}",
-                ),
-                q(f'sum by (pool) (db_pool_waiting{{job="{job}"}})', "{{pool}} waiting"),
-            ),
-            "short",
-            "Connections in use and idle, and callers waiting for one (DatabasePoolExhausted).",
-        ),
+        *((pool,) if database else ()),
         Panel(
             "Objectives: error budget burn (1h)",
             (
@@ -342,7 +341,7 @@ FRONTEND = Dashboard(
             ),
             "s",
         ),
-        *service_panels("frontend"),
+        *service_panels("frontend", database=False),  # it owns no data
     ),
 )
 

@@ -206,6 +206,11 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
         description=spec.description,
         version=version.version,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (on by default whenever the SDK is installed) would add a
+        # second SERVER span to every request beside the kit's (servicekit.tracing), whether
+        # or not tracing is on, and could install exporters from the environment: the kit
+        # alone traces, and only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.settings = settings
     app.state.version = version
