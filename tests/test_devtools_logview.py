@@ -41,3 +41,13 @@ def test_the_printer_prefixes_each_line_with_the_service():
     raw = ServiceLogPrinter(output := io.StringIO(), raw=True)
     raw.write(Message("line", line.encode(), datetime(2026, 1, 1, 12, 0, 0), "users", None))
     assert output.getvalue() == f"12:00:00 users | {line}"
+
+
+def test_with_a_log_folder_each_services_lines_are_kept_as_they_came(tmp_path):
+    (tmp_path / "old.log").write_text("a previous run\n")
+    printer = ServiceLogPrinter(io.StringIO(), log_dir=tmp_path)
+    line = json.dumps({"level": "INFO", "message": "started", "request_id": "r1"})
+    for name in ("users", "thoughts", "users", "system"):
+        printer.write(Message("line", (line + "\n").encode(), datetime(2026, 1, 1), name, None))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["thoughts.log", "users.log"]
+    assert (tmp_path / "users.log").read_text() == f"{line}\n{line}\n"

@@ -15,6 +15,7 @@ Also checked: every access-log line of those requests, in all three services, na
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -30,6 +31,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from devtools.__main__ import build_parser
+from devtools.logs import main as logs_main
 from frontend_service.main import create_app as create_frontend
 from frontend_service.settings import FrontendSettings
 from servicekit.logs import JsonFormatter
@@ -167,7 +170,7 @@ def _service(span: ReadableSpan) -> str:
 
 
 async def test_log_in_and_post_through_the_site_is_one_trace_across_three_services(
-    three_services: tuple[httpx.AsyncClient, Lines], span_exporter: Any
+    three_services: tuple[httpx.AsyncClient, Lines], span_exporter: Any, tmp_path: Path
 ) -> None:
     browser, lines = three_services
     tracer = trace.get_tracer("browser")
@@ -244,3 +247,13 @@ async def test_log_in_and_post_through_the_site_is_one_trace_across_three_servic
         logged = [line for line in access if line.get("route") == route]
         assert logged, f"no access line for {route}"
         assert {line["trace_id"] for line in logged} == {trace_hex}, route
+
+    # `python -m devtools logs <trace id>` finds the same lines (here from one saved file).
+    saved = tmp_path / "services.log"
+    saved.write_text("".join(f"svc-1  | {json.dumps(line)}\n" for line in lines.lines))
+    output = io.StringIO()
+    args = build_parser().parse_args(["logs", trace_hex, str(saved)])
+    assert logs_main(args, tmp_path, output) == 0
+    shown = output.getvalue().splitlines()
+    assert len(shown) == len([line for line in lines.lines if line["trace_id"] == trace_hex])
+    assert all(line.endswith(f"trace={trace_hex}") for line in shown)

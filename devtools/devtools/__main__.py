@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from devtools import gateway, import_legacy, load, observability
+from devtools import gateway, import_legacy, load, logs, observability
 from devtools.run import default_var_dir, run
 from devtools.seed import seed_demo
 from devtools.stack import Ports, Stack
@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_legacy.add_arguments(import_parser)
 
+    logs_parser = commands.add_parser(
+        "logs",
+        help="every service's log lines of one request id or trace id, in time order",
+        description="Finds the lines in the `make run` logs (var/logs/*.log), in saved "
+        "`docker compose logs` or `kubectl logs` output, or on standard input (`-`).",
+    )
+    logs_parser.add_argument(
+        "--var-dir", type=Path, default=None, help="folder of the `make run` logs (./var)"
+    )
+    logs.add_arguments(logs_parser)
+
     observability_parser = commands.add_parser(
         "observability",
         help="write (generate) or verify (check) the generated rules, PrometheusRule, dashboards",
@@ -121,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return gateway.main(args)
     if args.command == "load":
         return load.main(args, (args.var_dir or default_var_dir()).resolve())
+    if args.command == "logs":
+        return logs.main(args, (args.var_dir or default_var_dir()).resolve())
     if args.command == "observability":
         return observability.main(args.action)
     stack = _stack(args)

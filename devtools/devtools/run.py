@@ -111,7 +111,7 @@ def run(stack: Stack, *, seed: bool = True, json_logs: bool = False) -> int:
     except KeyboardInterrupt:
         return 130
 
-    manager = Manager(printer=ServiceLogPrinter(raw=json_logs))
+    manager = Manager(printer=ServiceLogPrinter(raw=json_logs, log_dir=stack.var_dir / "logs"))
     for service in stack.services():
         manager.add_process(
             service.name,
