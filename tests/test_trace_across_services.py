@@ -30,13 +30,13 @@ from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from servicekit.testing import DatabaseFactory, StartedApps, free_port
 
 from devtools.__main__ import build_parser
 from devtools.logs import main as logs_main
 from frontend_service.main import create_app as create_frontend
 from frontend_service.settings import FrontendSettings
 from servicekit.logs import JsonFormatter
-from servicekit.testing import DatabaseFactory, StartedApps, free_port
 from servicekit.tracing import PROPAGATOR
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from thoughts_service.main import create_app as create_thoughts
