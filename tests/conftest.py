@@ -15,10 +15,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from servicekit.testing import DatabaseFactory, postgres_available
 
 from devtools.observed import ALL_SERVICES, ObservedSystem, SessionSecrets, run_realistic_session
 from devtools.testing import LocalSystem
+from testkit import DatabaseFactory, postgres_available
 
 
 @pytest.fixture(scope="session")

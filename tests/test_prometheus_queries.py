@@ -24,12 +24,12 @@ import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from servicekit.testing import free_port, need, postgres_available
 
 from devtools.dashboards import DASHBOARDS, dashboard_json, panel_queries
 from devtools.observability import RULES_DIR
 from devtools.observed import ObservedSystem, run_realistic_session
 from devtools.promql import metric_names
+from testkit import free_port, need, postgres_available
 
 # Grafana's variables, as Grafana would fill them at a 1 s scrape interval and a short range.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "5m"}

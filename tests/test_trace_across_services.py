@@ -3,7 +3,7 @@
 "Log in, then post a thought" as an instrumented browser makes it: one root span, its
 `traceparent` on each request the browser sends (the login form, the login, the home page it
 is sent to, the post). The three services run in this process so that one OpenTelemetry SDK
-provider with the in-memory exporter sees every span (servicekit.testing's `span_exporter`):
+provider with the in-memory exporter sees every span (testkit's `span_exporter`):
 users and thoughts as real uvicorn servers on free ports, so the frontend's calls and the
 `traceparent` they carry go over real HTTP; the frontend through its ASGI interface, as the
 browser's first hop. Tracing is switched on the way production switches it on, by setting
@@ -30,7 +30,6 @@ from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
-from servicekit.testing import DatabaseFactory, StartedApps, free_port
 
 from devtools.__main__ import build_parser
 from devtools.logs import main as logs_main
@@ -38,6 +37,7 @@ from frontend_service.main import create_app as create_frontend
 from frontend_service.settings import FrontendSettings
 from servicekit.logs import JsonFormatter
 from servicekit.tracing import PROPAGATOR
+from testkit import DatabaseFactory, StartedApps, free_port
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from thoughts_service.main import create_app as create_thoughts
 from thoughts_service.settings import ThoughtsSettings
