@@ -55,6 +55,8 @@ if os.environ.get("CI") == "true":
     assert _engine_answers(), "a Docker engine is required under CI=true (.ci/run starts one)"
 pytestmark = [
     pytest.mark.slow,
+    # Building every image from nothing (stand-ins included) takes minutes; from the cache, seconds.
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(not _engine_answers(), reason="no Docker engine answers"),
 ]
 
