@@ -25,6 +25,7 @@ TEST_OVERRIDES: dict[str, dict[str, str]] = {
         "ARGON2_PARALLELISM": "1",
         "LOGIN_MAX_FAILURES_PER_USERNAME": "3",
         "LOGIN_MAX_FAILURES_PER_ADDRESS": "10000",
+        "PASSWORD_CHECKS_PER_CLIENT": "1000",
     },
     "thoughts": {},
     "frontend": {},

@@ -129,7 +129,10 @@ async def test_parallel_guesses_from_one_client_get_no_more_than_the_limit(
     responses = await asyncio.gather(*(users.login("bruce", f"g{n}") for n in range(20)))
     statuses = sorted(response.status_code for response in responses)
     assert statuses.count(401) <= 5
-    assert statuses.count(429) >= 15
+    # The rest were never checked: throttled (429), or refused because this client already has
+    # PASSWORD_CHECKS_PER_CLIENT checks in progress (503, users_service.passwords).
+    assert statuses.count(429) + statuses.count(503) >= 15
+    assert set(statuses) <= {401, 429, 503}
 
 
 async def test_successful_logins_from_one_busy_address_are_never_throttled(

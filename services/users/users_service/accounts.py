@@ -6,6 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.admission import Overloaded
 from users_service.models import User
 from users_service.passwords import Passwords
 from users_service.throttle import CountersUnavailable, LoginThrottle, Throttled
@@ -23,14 +24,20 @@ class LoginRefused(Exception):
 
 
 async def create_user(
-    session: AsyncSession, passwords: Passwords, username: str, password: str
+    session: AsyncSession,
+    passwords: Passwords,
+    username: str,
+    password: str,
+    *,
+    client: str | None = None,
 ) -> User:
-    """Raises InvalidUsername (users_service.usernames) or UsernameTaken."""
+    """Raises InvalidUsername (users_service.usernames) or UsernameTaken. `client`: the address
+    asking (public sign-up), whose password checks in progress are bounded."""
     username = new_username(username)
     user = User(
         username=username,
         username_key=username_key(username),
-        password_hash=await passwords.hash(password),
+        password_hash=await passwords.hash(password, client=client),
     )
     session.add(user)
     try:
@@ -68,18 +75,29 @@ async def check_login(
     password: str,
     address: str,
 ) -> User:
-    """Returns the user, or raises Throttled / LoginRefused (see users_service.throttle)."""
+    """Returns the user, or raises Throttled / LoginRefused (see users_service.throttle), or
+    Overloaded (a 503) when the password could not be checked in time."""
     user = await find_user(session, username)
     # Counted by the account's id, so that only its own success clears its counters; a name
     # without an account by its folded form, so that guessing it costs what guessing one does.
     account = f"id:{user.id}" if user else f"name:{lookup_key(username) or username.casefold()}"
     attempt = await throttle.begin(account, address)
-    if not await passwords.verify(user.password_hash if user else None, password):
+    try:
+        matched = await passwords.verify(
+            user.password_hash if user else None, password, client=address
+        )
+    except Overloaded:
+        await throttle.abandoned(attempt)
+        raise
+    if not matched:
         await throttle.failed(attempt)
         raise LoginRefused
     assert user is not None
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = await passwords.hash(password)
-        await session.commit()
     await throttle.succeeded(attempt)
+    if passwords.needs_rehash(user.password_hash):
+        try:
+            user.password_hash = await passwords.hash(password)
+        except Overloaded:
+            return user  # the login stands; the hash is renewed at a quieter login
+        await session.commit()
     return user

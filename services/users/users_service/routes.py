@@ -221,6 +221,7 @@ async def features(
     },
 )
 async def sign_up(
+    request: Request,
     session: SessionDep,
     passwords: PasswordsDep,
     settings: SettingsDep,
@@ -229,12 +230,16 @@ async def sign_up(
 ) -> UserOut:
     if not flags.enabled(SIGNUP_FLAG, user=new_user.username, default=settings.signup_enabled):
         raise HTTPException(403, "sign-up is disabled on this server")
-    return await _create(session, passwords, new_user)
+    return await _create(session, passwords, new_user, client=_client_address(request))
 
 
-async def _create(session: SessionDep, passwords: Passwords, new_user: UserCreate) -> UserOut:
+async def _create(
+    session: SessionDep, passwords: Passwords, new_user: UserCreate, *, client: str | None = None
+) -> UserOut:
     try:
-        user = await create_user(session, passwords, new_user.username, new_user.password)
+        user = await create_user(
+            session, passwords, new_user.username, new_user.password, client=client
+        )
     except UsernameTaken:
         raise HTTPException(409, f"the username {new_user.username!r} is taken") from None
     return UserOut.model_validate(user)

@@ -43,7 +43,13 @@ class UsersSettings(ServiceSettings):
     # Every key this service writes to Redis starts with it (several deployments, one Redis).
     redis_prefix: str = Field(default="mythoughts:", min_length=1, max_length=100)
 
-    # argon2id cost; the defaults follow argon2-cffi's (RFC 9106 low-memory profile).
-    argon2_time_cost: int = Field(default=3, ge=1, le=20)
-    argon2_memory_kib: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
-    argon2_parallelism: int = Field(default=4, ge=1, le=64)
+    # argon2id cost: OWASP's recommended minimum (m = 19 MiB, t = 2, p = 1), about a quarter of
+    # argon2-cffi's default CPU per login; raise it and hashes are renewed at the next login.
+    argon2_time_cost: int = Field(default=2, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=19456, ge=8, le=4 * 1024 * 1024)
+    argon2_parallelism: int = Field(default=1, ge=1, le=64)
+    # Password checks are costly by design, so their queue is bounded (users_service.passwords):
+    # one client address may have this many in progress, and a check that waits longer than
+    # the wait for a free core answers 503 with Retry-After instead of queueing without limit.
+    password_checks_per_client: int = Field(default=2, ge=1, le=1000)
+    password_check_wait_seconds: float = Field(default=0.5, gt=0, le=60)

@@ -222,6 +222,11 @@ class LoginThrottle:
     async def succeeded(self, attempt: Attempt) -> None:
         await self.counter.clear(attempt.pair_key, attempt.account_key)
 
+    async def abandoned(self, attempt: Attempt) -> None:
+        """The password was never checked (the service was too busy): the attempt counts for
+        nothing, so that a client told "503, retry" is not throttled for retrying."""
+        await self.counter.take_back(attempt.pair_key)
+
     async def close(self) -> None:
         await self.counter.close()
 
