@@ -28,6 +28,7 @@ import threading
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -76,6 +77,13 @@ class FaultProxy:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def route(self, url: str) -> str:
+        """`url` (a database or service URL to the proxy's target) through the proxy instead."""
+        parts = urlsplit(url)
+        credentials, _, _ = parts.netloc.rpartition("@")
+        netloc = f"{credentials}@{self.address}" if credentials else self.address
+        return urlunsplit(parts._replace(netloc=netloc))
 
     # -- faults --------------------------------------------------------------------------------
 

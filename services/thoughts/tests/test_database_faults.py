@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -69,7 +69,7 @@ def postgres_url(database_factory: DatabaseFactory) -> str:
 @pytest.fixture
 def database_url(postgres_url: str, proxy: FaultProxy) -> str:
     """PostgreSQL only, and through the proxy (replaces conftest's SQLite/PostgreSQL one)."""
-    return through(proxy, postgres_url)
+    return proxy.route(postgres_url)
 
 
 @pytest.fixture
@@ -77,13 +77,6 @@ def proxy(postgres_url: str) -> Iterator[FaultProxy]:
     target = urlsplit(postgres_url)
     with FaultProxy(target.hostname or "127.0.0.1", target.port or 5432) as fault_proxy:
         yield fault_proxy
-
-
-def through(proxy: FaultProxy, url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    user = f"{netloc[0]}@" if len(netloc) == 2 else ""
-    return urlunsplit(parts._replace(netloc=f"{user}{proxy.address}"))
 
 
 @pytest.fixture

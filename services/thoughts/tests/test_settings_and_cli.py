@@ -155,6 +155,7 @@ async def test_started_while_users_is_down_ready_once_the_keys_load(
             await asyncio.sleep(0.05)
         accepted = await client.get("/api/me/thoughts/", headers=auth("early"))
         assert accepted.status_code == 200, accepted.text
+        print(f"[jwks] ready and accepting tokens {time.monotonic() - back:.2f}s after users")
 
 
 def test_cli_migrates_then_serves(tmp_path: Path, keys_dir: Path, make_token: Any) -> None:
