@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servicekit.testing import need
+from testkit import need
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "deploy" / "k8s" / "overlays" / "local"
