@@ -108,13 +108,22 @@ def test_no_secret_is_committed_and_no_route_reaches_admin(rendered: list[Obj]) 
     assert ingress["spec"]["tls"], "the Ingress serves TLS"
 
 
-def test_production_runs_two_replicas_pinned_images_and_no_database(kustomize: Kustomize) -> None:
+def test_production_autoscales_from_two_replicas_pinned_images_and_no_database(
+    kustomize: Kustomize,
+) -> None:
     objects = kustomize(K8S / "overlays" / "production")
     kinds = {obj["kind"] for obj in objects}
     assert "StatefulSet" not in kinds
+    autoscalers = {
+        obj["spec"]["scaleTargetRef"]["name"]: obj
+        for obj in objects
+        if obj["kind"] == "HorizontalPodAutoscaler"
+    }
     for obj in objects:
         if obj["kind"] == "Deployment":
-            assert obj["spec"]["replicas"] >= 2
+            # The HPA owns the count: none in the manifest, or Flux would reset it.
+            assert "replicas" not in obj["spec"], obj["metadata"]["name"]
+            assert autoscalers[obj["metadata"]["name"]]["spec"]["minReplicas"] >= 2
             for container in pod_spec(obj)["containers"]:
                 assert not container["image"].endswith(":dev"), container["image"]
         if obj["kind"] == "Ingress":
