@@ -179,6 +179,9 @@ def test_import_then_use_through_the_services(
         again_said
     )
 
+    assert "already there: 0 accounts and 0 thoughts in our databases" in said
+    assert "already there: 5 accounts and 4 thoughts in our databases" in again_said
+
     # No plain-text password ever appears in what the command says.
     for password in PASSWORDS.values():
         assert password not in "\n".join(dry_said + said + again_said)

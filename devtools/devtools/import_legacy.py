@@ -432,6 +432,9 @@ async def import_legacy(
             f"{mode}: {shown(from_users)} -> {shown(users_database_url)}, "
             f"{shown(from_thoughts)} -> {shown(thoughts_database_url)}"
         )
+        accounts = await legacy_schema.count_rows(users_db.engine, User.__table__)
+        posted = await legacy_schema.count_rows(thoughts_db.engine, Thought.__table__)
+        say(f"already there: {accounts:,} accounts and {posted:,} thoughts in our databases")
         with _bar(
             progress_bars, "users", await legacy_schema.count_rows(legacy_users, user_model)
         ) as bar:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Integer, MetaData, Row, String, Table, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql import FromClause
 
 LEGACY_METADATA = MetaData()
 
@@ -68,7 +69,7 @@ def shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def count_rows(engine: AsyncEngine, table: Table) -> int:
+async def count_rows(engine: AsyncEngine, table: FromClause) -> int:
     async with engine.connect() as connection:
         return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
 
