@@ -119,3 +119,19 @@ def test_every_public_route_has_an_objective() -> None:
         }
         missing = [f"{method} {path}" for path, method in paths if (path, method) not in covered]
         assert not missing, f"{job}: public routes without an objective: {missing}"
+
+
+@pytest.mark.parametrize("alert", alert_names())
+def test_every_alert_has_a_summary_a_description_with_numbers_and_a_runbook_link(
+    alert: str,
+) -> None:
+    groups = yaml.safe_load((PROMETHEUS_DIR / "rules" / "alerts.yml").read_text())["groups"]
+    rule = next(r for g in groups for r in g["rules"] if r.get("alert") == alert)
+    annotations = rule["annotations"]
+    assert annotations["summary"].strip()
+    # The measured value, or the thresholds and durations it was compared with.
+    assert "$value" in annotations["description"] or any(
+        c.isdigit() for c in annotations["description"]
+    )
+    assert annotations["runbook_url"] == f"deploy/observability/RUNBOOK.md#{alert.lower()}"
+    assert rule["labels"]["severity"] in {"page", "ticket"}
