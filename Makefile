@@ -31,12 +31,14 @@ typecheck: $(STAMP)
 		services/thoughts/thoughts_service services/frontend/frontend_service services/tasks/tasks_service devtools/devtools \
 		bench/run.py
 
+# The Kubernetes policy scanner in a venv of its own (requirements/checkov.txt says why); defined
+# before the rules that need it (make expands prerequisites as it reads them).
+CHECKOV_VENV := var/checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
 pytest: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
 
-# The Kubernetes policy scanner in a venv of its own (requirements/checkov.txt says why).
-CHECKOV_VENV := var/checkov-venv
-CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 checkov: $(CHECKOV_STAMP)
 
 $(CHECKOV_STAMP): requirements/checkov.txt
