@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -256,13 +257,53 @@ async def execute_ddl(database_url: str, *statements: str) -> None:
         await engine.dispose()
 
 
-async def check_recording(path: Path, database_url: str, known: frozenset[str]) -> Recording:
-    """Replays the recording at `path` on `database_url` (migrated to this head): what each
-    service's `test_previous_release_statements_run_on_this_schema` asserts."""
-    recording = load(path)
-    # Recorded at a migration of this history: this head is that one or a later one.
-    assert recording.migration_head in known, (
-        f"{path} was recorded at migration {recording.migration_head}, not in this history"
-    )
-    assert await replay(database_url, recording.statements) == len(recording.statements)
-    return recording
+@dataclass(frozen=True)
+class ReleaseRecordings:
+    """A service's recorded release: `<folder>/<dialect>.json`, and the checks its
+    `tests/test_expand_contract.py` runs with it."""
+
+    folder: Path
+    migrations_dir: Path
+    release: str
+
+    def path(self, dialect: str) -> Path:
+        return self.folder / f"{dialect}.json"
+
+    def save(self, dialect: str, statements: Sequence[Statement]) -> None:
+        from servicekit.migrations import head_revision
+
+        save(
+            self.path(dialect),
+            statements,
+            release=self.release,
+            dialect=dialect,
+            migration_head=head_revision(self.migrations_dir),
+        )
+
+    async def check(self, dialect: str, database_url: str, *, at_least: int) -> None:
+        """The previous release's statements run on `database_url` (migrated to this head)."""
+        from servicekit.migrations import known_revisions
+
+        recording = load(self.path(dialect))
+        # Recorded at a migration of this history: this head is that one or a later one.
+        assert recording.migration_head in known_revisions(self.migrations_dir), (
+            f"{self.path(dialect)} was recorded at migration {recording.migration_head}, "
+            "which this history does not have"
+        )
+        assert len(recording.statements) >= at_least, "the workload recorded too little"
+        assert await replay(database_url, recording.statements) == len(recording.statements)
+
+    async def check_change(
+        self, dialect: str, database_url: str, ddl: Sequence[str], *, breaks_on: str | None
+    ) -> None:
+        """After `ddl` (a hand-made schema change), the replay fails naming `breaks_on`, or,
+        with None, still runs whole: that the check can fail, and fails for what it names."""
+        await execute_ddl(database_url, *ddl)
+        statements = load(self.path(dialect)).statements
+        if breaks_on is None:
+            assert await replay(database_url, statements) == len(statements)
+            return
+        import pytest
+
+        with pytest.raises(ReplayFailed, match=re.escape(breaks_on)):
+            await replay(database_url, statements)

@@ -17,22 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.migrations import head_revision, known_revisions
 from tasks_service import __version__
 from tasks_service.main import MIGRATIONS_DIR, create_app
 from tasks_service.settings import TasksSettings
-from testkit.release_statements import (
-    ReplayFailed,
-    Statement,
-    check_recording,
-    execute_ddl,
-    load,
-    record_workload,
-    replay,
-    save,
-)
+from testkit.release_statements import ReleaseRecordings, Statement, record_workload
 
-RECORDINGS = Path(__file__).parent / "release_statements"
+RELEASE = ReleaseRecordings(
+    Path(__file__).parent / "release_statements", MIGRATIONS_DIR, __version__
+)
 
 
 async def workload(
@@ -62,39 +54,25 @@ if os.environ.get("RECORD_RELEASE_STATEMENTS"):
     async def test_record_release_statements(
         database_url: str, keys_dir: Path, auth: Callable[[str], dict[str, str]], db_backend: str
     ) -> None:
-        save(
-            RECORDINGS / f"{db_backend}.json",
-            await workload(database_url, keys_dir, auth),
-            release=__version__,
-            dialect=db_backend,
-            migration_head=head_revision(MIGRATIONS_DIR),
-        )
+        RELEASE.save(db_backend, await workload(database_url, keys_dir, auth))
 
 
 async def test_previous_release_statements_run_on_this_schema(
     database_url: str, db_backend: str
 ) -> None:
-    path = RECORDINGS / f"{db_backend}.json"
-    recording = await check_recording(path, database_url, known_revisions(MIGRATIONS_DIR))
-    assert len(recording.statements) >= 8
+    await RELEASE.check(db_backend, database_url, at_least=8)
 
 
 @pytest.mark.parametrize(
-    ("change", "breaks"),
+    ("change", "breaks_on"),
     [
-        ("ALTER TABLE tasks RENAME TO todo_items", True),
-        ("ALTER TABLE tasks ADD COLUMN done BOOLEAN", False),
+        ("ALTER TABLE tasks RENAME TO todo_items", "tasks"),
+        ("ALTER TABLE tasks ADD COLUMN done BOOLEAN", None),
     ],
 )
 async def test_a_contracting_change_fails_the_replay(
-    database_url: str, db_backend: str, change: str, breaks: bool
+    database_url: str, db_backend: str, change: str, breaks_on: str | None
 ) -> None:
-    """The check can fail: a renamed table (contract) breaks the previous release; a column
-    that may be NULL (expand) does not."""
-    await execute_ddl(database_url, change)
-    statements = load(RECORDINGS / f"{db_backend}.json").statements
-    if breaks:
-        with pytest.raises(ReplayFailed, match="tasks"):
-            await replay(database_url, statements)
-    else:
-        assert await replay(database_url, statements) == len(statements)
+    """The check can fail: a renamed table (contract) breaks the previous release; a column that
+    may be NULL (expand) does not."""
+    await RELEASE.check_change(db_backend, database_url, [change], breaks_on=breaks_on)

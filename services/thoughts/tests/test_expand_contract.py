@@ -17,22 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.migrations import head_revision, known_revisions
-from testkit.release_statements import (
-    ReplayFailed,
-    Statement,
-    check_recording,
-    execute_ddl,
-    load,
-    record_workload,
-    replay,
-    save,
-)
+from testkit.release_statements import ReleaseRecordings, Statement, record_workload
 from thoughts_service import __version__
 from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.settings import ThoughtsSettings
 
-RECORDINGS = Path(__file__).parent / "release_statements"
+RELEASE = ReleaseRecordings(
+    Path(__file__).parent / "release_statements", MIGRATIONS_DIR, __version__
+)
 
 
 async def workload(
@@ -80,44 +72,29 @@ if os.environ.get("RECORD_RELEASE_STATEMENTS"):
         auth: Callable[[str], dict[str, str]],
         db_backend: str,
     ) -> None:
-        save(
-            RECORDINGS / f"{db_backend}.json",
-            await workload(make_settings, auth),
-            release=__version__,
-            dialect=db_backend,
-            migration_head=head_revision(MIGRATIONS_DIR),
-        )
+        RELEASE.save(db_backend, await workload(make_settings, auth))
 
 
 async def test_previous_release_statements_run_on_this_schema(
     database_url: str, db_backend: str
 ) -> None:
-    path = RECORDINGS / f"{db_backend}.json"
-    recording = await check_recording(path, database_url, known_revisions(MIGRATIONS_DIR))
-    assert len(recording.statements) >= 12
+    await RELEASE.check(db_backend, database_url, at_least=12)
 
 
 @pytest.mark.parametrize(
-    ("change", "breaks"),
+    ("change", "breaks_on"),
     [
-        ("ALTER TABLE thoughts RENAME COLUMN search_text TO search_key", True),
-        ("ALTER TABLE thoughts ADD COLUMN edited BOOLEAN NOT NULL DEFAULT false", False),
+        ("ALTER TABLE thoughts RENAME COLUMN search_text TO search_key", "search_text"),
+        ("ALTER TABLE thoughts ADD COLUMN edited BOOLEAN NOT NULL DEFAULT false", None),
     ],
 )
 async def test_a_contracting_change_fails_the_replay(
-    database_url: str, db_backend: str, change: str, breaks: bool
+    database_url: str, db_backend: str, change: str, breaks_on: str | None
 ) -> None:
-    """The check can fail: a rename (contract) breaks the previous release; an added column
-    with a default (expand) does not."""
+    """The check can fail: a rename (contract) breaks the previous release; an added column with a
+    default (expand) does not."""
     # SQLite cannot rename a column its FTS triggers name: they go first, as in a migration.
     kinds = ("after_insert", "after_delete", "after_update")
     triggers = [f"DROP TRIGGER thoughts_fts_{kind}" for kind in kinds]
-    await execute_ddl(
-        database_url, *(triggers if db_backend == "sqlite" and breaks else []), change
-    )
-    statements = load(RECORDINGS / f"{db_backend}.json").statements
-    if breaks:
-        with pytest.raises(ReplayFailed, match="search_text"):
-            await replay(database_url, statements)
-    else:
-        assert await replay(database_url, statements) == len(statements)
+    first = triggers if db_backend == "sqlite" and breaks_on else []
+    await RELEASE.check_change(db_backend, database_url, [*first, change], breaks_on=breaks_on)

@@ -17,22 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.migrations import head_revision, known_revisions
-from testkit.release_statements import (
-    ReplayFailed,
-    Statement,
-    check_recording,
-    execute_ddl,
-    load,
-    record_workload,
-    replay,
-    save,
-)
+from testkit.release_statements import ReleaseRecordings, Statement, record_workload
 from users_service import __version__
 from users_service.main import MIGRATIONS_DIR, create_app
 from users_service.settings import UsersSettings
 
-RECORDINGS = Path(__file__).parent / "release_statements"
+RELEASE = ReleaseRecordings(
+    Path(__file__).parent / "release_statements", MIGRATIONS_DIR, __version__
+)
 
 
 async def workload(make_settings: Callable[..., UsersSettings]) -> list[Statement]:
@@ -68,40 +60,26 @@ if os.environ.get("RECORD_RELEASE_STATEMENTS"):
     async def test_record_release_statements(
         make_settings: Callable[..., UsersSettings], db_backend: str
     ) -> None:
-        save(
-            RECORDINGS / f"{db_backend}.json",
-            await workload(make_settings),
-            release=__version__,
-            dialect=db_backend,
-            migration_head=head_revision(MIGRATIONS_DIR),
-        )
+        RELEASE.save(db_backend, await workload(make_settings))
 
 
 async def test_previous_release_statements_run_on_this_schema(
     database_url: str, db_backend: str
 ) -> None:
-    path = RECORDINGS / f"{db_backend}.json"
-    recording = await check_recording(path, database_url, known_revisions(MIGRATIONS_DIR))
-    assert len(recording.statements) >= 8
+    await RELEASE.check(db_backend, database_url, at_least=8)
 
 
 @pytest.mark.parametrize(
-    ("change", "breaks"),
+    ("change", "breaks_on"),
     [
-        ("ALTER TABLE users RENAME COLUMN password_hash TO secret_hash", True),
-        ("ALTER TABLE users ADD COLUMN email VARCHAR(200) NOT NULL DEFAULT ''", False),
-        ("ALTER TABLE users ADD COLUMN email VARCHAR(200)", False),
+        ("ALTER TABLE users RENAME COLUMN password_hash TO secret_hash", "password_hash"),
+        ("ALTER TABLE users ADD COLUMN email VARCHAR(200) NOT NULL DEFAULT ''", None),
+        ("ALTER TABLE users ADD COLUMN email VARCHAR(200)", None),
     ],
 )
 async def test_a_contracting_change_fails_the_replay(
-    database_url: str, db_backend: str, change: str, breaks: bool
+    database_url: str, db_backend: str, change: str, breaks_on: str | None
 ) -> None:
-    """The check can fail: a rename (contract) breaks the previous release, additions with a
-    default or NULL allowed (expand) do not."""
-    await execute_ddl(database_url, change)
-    statements = load(RECORDINGS / f"{db_backend}.json").statements
-    if breaks:
-        with pytest.raises(ReplayFailed, match="password_hash"):
-            await replay(database_url, statements)
-    else:
-        assert await replay(database_url, statements) == len(statements)
+    """The check can fail: a rename (contract) breaks the previous release; added columns with a
+    default or allowing NULL (expand) do not."""
+    await RELEASE.check_change(db_backend, database_url, [change], breaks_on=breaks_on)
