@@ -59,10 +59,10 @@ def _check_one_request(lines: list[str], request_id: str) -> None:
     services = [match.group(2) for match in shown if match]
     assert {"frontend", "users"} <= set(services), lines
     assert all(request_id in line for line, match in zip(lines, shown, strict=True) if match)
+    # In the order the lines were written (each service writes its access line once its
+    # answer is sent, so the frontend's may come a moment before the users service's).
     times = [match.group(1) for match in shown if match]
     assert times == sorted(times), lines
-    # The users service answered before the frontend finished: its line comes first.
-    assert services.index("users") < len(services) - 1 - services[::-1].index("frontend")
 
 
 def test_one_request_across_services_from_the_make_run_logs(

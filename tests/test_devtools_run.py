@@ -104,6 +104,7 @@ def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
                 data={"username": "bruce", "password": "bruce", "csrf_token": token.group(1)},
             )
             assert login.status_code == 303
+            login_request = login.headers["x-request-id"]
             home = browser.get("/")
             assert "Backward compatibility is a feature" in home.text
             # Operations are on the internal port only (issue 14, item 13).
@@ -122,6 +123,21 @@ def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
     for port in (ports.thoughts, ports.users, ports.frontend, ports.tasks, ports.frontend_internal):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+
+    # Each service's lines were kept in var/logs/: `devtools logs` finds the login in two.
+    assert sorted(p.name for p in (var_dir / "logs").iterdir()) == [
+        "frontend.log",
+        "tasks.log",
+        "thoughts.log",
+        "users.log",
+    ]
+    found = subprocess.run(
+        python_module_argv("devtools", "logs", login_request, "--var-dir", str(var_dir)),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert sorted(line.split()[1] for line in found if "/login" in line) == ["frontend", "users"]
 
     # Everything it prepared is kept and reused: a second run changes nothing.
     key_files = sorted(p.name for p in (var_dir / "keys").iterdir())
