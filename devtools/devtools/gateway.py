@@ -99,6 +99,8 @@ class Server:
     total: int
     address: str
     check: str
+    retries: int = 0  # requests that needed another connection attempt (HAProxy's wretr)
+    redispatches: int = 0  # ... that went to another server after a failure (wredis)
 
     @property
     def up(self) -> bool:
@@ -123,6 +125,8 @@ def servers(api: RuntimeAPI, backend: str | None = None) -> list[Server]:
                 total=int(row["stot"] or 0),
                 address=row.get("addr", ""),
                 check=row.get("check_status", ""),
+                retries=int(row.get("wretr") or 0),
+                redispatches=int(row.get("wredis") or 0),
             )
         )
     if backend is not None and not found:
