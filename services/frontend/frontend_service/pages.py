@@ -27,6 +27,7 @@ from frontend_service.web import (
     safe_next,
     session_username,
 )
+from servicekit.text import is_visible, user_perceived_length
 
 MAX_THOUGHT_LENGTH = 250
 MAX_SEARCH_LENGTH = 200
@@ -56,10 +57,14 @@ def _client_address(visit: Visit) -> str | None:
 
 def thought_error(text: str) -> str | None:
     """The obvious mistakes, caught before calling the thoughts service (which has the last word:
-    it trims whitespace at both ends, as here, and counts what is left)."""
-    length = len(text.strip())
-    if not length:
+    it trims whitespace at both ends, as here, and counts what is left the same way: in
+    user-perceived characters, servicekit.text)."""
+    trimmed = text.strip()
+    if not trimmed:
         return "Write something first: a thought cannot be empty."
+    if not is_visible(trimmed):
+        return "Write something visible: this thought has only invisible characters."
+    length = user_perceived_length(trimmed)
     if length > MAX_THOUGHT_LENGTH:
         return f"A thought can be at most {MAX_THOUGHT_LENGTH} characters; this one has {length}."
     return None

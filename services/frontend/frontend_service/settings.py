@@ -19,9 +19,10 @@ MIN_SECRET_KEY_LENGTH = 32
 class FrontendSettings(ServiceSettings):
     service_name: str = "frontend"
     port: int = Field(default=8002, ge=1, le=65535)
-    # INTERNAL_PORT (make run and the images: 9002): metrics, docs, the OpenAPI schema and
-    # /admin/version/ are served there, never on the public port (servicekit.surface).
-    internal_port: int | None = Field(default=None, ge=1, le=65535)
+    # INTERNAL_PORT: metrics, docs, the OpenAPI schema and /admin/version/ are served there,
+    # never on the public port (servicekit.surface). On by default: the frontend's port is the
+    # public web site, whoever starts it and however (make run gives it a port of its own).
+    internal_port: int | None = Field(default=9002, ge=1, le=65535)
 
     users_url: str = DEFAULT_USERS_URL
     thoughts_url: str = DEFAULT_THOUGHTS_URL

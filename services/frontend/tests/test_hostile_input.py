@@ -48,3 +48,29 @@ async def test_an_out_of_range_id_in_the_delete_form_is_not_an_outage(
     assert "unavailable" not in response.text.lower()
     # The form's address names no thought: the page says the request was not understood.
     assert response.status_code == 400, response.text
+
+
+THUMB = "\U0001f44d\U0001f3fd"  # one character as a reader counts it; 4 UTF-16 units
+
+
+async def test_the_form_counts_a_thoughts_characters_as_the_api_does(frontend, forms, user):
+    """A browser's maxlength counts UTF-16 units (it cut 250 such emoji at 62); the limit is
+    250 user-perceived characters on both sides, and the form says so after counting."""
+    await forms.log_in(frontend, *user)
+    home = await frontend.get("/")
+    assert "maxlength" not in home.text.split('<textarea id="text"')[1].split(">")[0]
+
+    posted = await forms.submit(frontend, "/", "/thoughts/", {"text": THUMB * 250})
+    assert posted.status_code == 303, posted.text
+    assert THUMB * 250 in (await frontend.get("/")).text
+
+    refused = await forms.submit(frontend, "/", "/thoughts/", {"text": THUMB * 251})
+    assert refused.status_code == 400
+    assert "at most 250 characters; this one has 251" in refused.text
+
+
+async def test_the_form_refuses_a_thought_of_only_invisible_characters(frontend, forms, user):
+    await forms.log_in(frontend, *user)
+    refused = await forms.submit(frontend, "/", "/thoughts/", {"text": "\ufeff\u200b"})
+    assert refused.status_code == 400
+    assert "invisible" in refused.text

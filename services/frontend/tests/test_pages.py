@@ -240,9 +240,14 @@ async def test_static_stylesheet_is_served(frontend):
 async def test_operations_endpoints_come_from_the_kit(frontend):
     assert (await frontend.get("/healthz")).json() == {"status": "ok"}
     assert (await frontend.get("/readyz")).status_code == 200
-    assert (await frontend.get("/admin/version/")).json()["version"] == "0.1.0"
-    metrics = await frontend.get("/metrics")
+    # Operations are on the internal port only, by default (issue 14 item 13): 9002.
+    for path in ("/admin/version/", "/metrics", "/docs", "/openapi.json"):
+        assert (await frontend.get(path)).status_code == 404, path
+    internal = "http://frontend.test:9002"
+    assert (await frontend.get(f"{internal}/admin/version/")).json()["version"] == "0.1.0"
+    metrics = await frontend.get(f"{internal}/metrics")
     assert "http_requests_total" in metrics.text
+    assert (await frontend.get(f"{internal}/")).status_code == 404  # no pages there
 
 
 async def test_unknown_page_is_an_html_404(frontend):

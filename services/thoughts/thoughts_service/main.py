@@ -29,6 +29,12 @@ Thoughts of MyThoughts: post as the token's user, list yours, list and search ev
 - **Authentication**: `/api/me/*` takes `Authorization: Bearer <token>` from the users service
   (`POST /api/login/`).
 - **Bodies**: JSON or form-encoded, as the book's clients send both.
+- **A thought's text**: 1 to 250 characters once whitespace at both ends is trimmed, counted as
+  a reader counts them: user-perceived characters (Unicode extended grapheme clusters, UAX
+  #29), so `é` written as e + accent, `👍🏽` and `🇫🇷` are one character each; at most 1,000
+  code points whatever they are made of; and at least one visible character (a text of only
+  zero-width spaces, byte order marks or direction marks is refused). The frontend counts
+  the same way.
 - **Pages**: every list is a JSON array of at most `limit` thoughts (default 20; larger values are
   clamped to 100, both configurable), ordered by id (`order=asc`, the default, or `order=desc`
   for newest first). When more may follow, `Link: <...>; rel="next"` gives the next page's URL.

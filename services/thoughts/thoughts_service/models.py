@@ -13,7 +13,10 @@ from sqlalchemy.types import TypeDecorator
 from thoughts_service.search import search_key
 
 USERNAME_MAX = 50
+# A thought's text: at most TEXT_MAX user-perceived characters (servicekit.text) and, whatever
+# they are made of, at most TEXT_MAX_CODE_POINTS code points (the column, migration 0004).
 TEXT_MAX = 250
+TEXT_MAX_CODE_POINTS = 1000
 IDEMPOTENCY_KEY_MAX = 255
 
 # 64-bit ids on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the (64-bit) rowid.
@@ -88,7 +91,7 @@ class Thought(Base):
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     username: Mapped[str] = mapped_column(String(USERNAME_MAX))
-    text: Mapped[str] = mapped_column(String(TEXT_MAX))
+    text: Mapped[str] = mapped_column(String(TEXT_MAX_CODE_POINTS))
     search_text: Mapped[str] = mapped_column(Text, default=_search_key_of_text)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The client's Idempotency-Key of the post that made it (migration 0003), if it sent one.

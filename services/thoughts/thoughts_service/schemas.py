@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, WithJsonSchema
 
-from thoughts_service.models import TEXT_MAX
+from servicekit.text import is_visible, user_perceived_length
+from thoughts_service.models import TEXT_MAX, TEXT_MAX_CODE_POINTS
 
 # "Trimming" removes Unicode White_Space characters (the 25 code points of that property) from
 # both ends. Not str.strip(): it also strips U+001C-U+001F, which no regex engine calls
@@ -17,9 +18,13 @@ WHITESPACE = (
     + "\u2028\u2029\u202f\u205f\u3000"
 )
 _WS = r"\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# Optional whitespace, 1 to TEXT_MAX characters that start and end with non-whitespace, optional
-# whitespace; no NUL anywhere (PostgreSQL text cannot hold it).
-TEXT_PATTERN = rf"^[{_WS}]*[^{_WS}\x00](?:[^\x00]{{0,{TEXT_MAX - 2}}}[^{_WS}\x00])?[{_WS}]*$"
+# Optional whitespace, 1 to TEXT_MAX_CODE_POINTS code points that start and end with
+# non-whitespace, optional whitespace; no NUL anywhere (PostgreSQL text cannot hold it). The
+# limit of TEXT_MAX user-perceived characters and the visible character are beyond what a
+# pattern can say (the description says them).
+TEXT_PATTERN = (
+    rf"^[{_WS}]*[^{_WS}\x00](?:[^\x00]{{0,{TEXT_MAX_CODE_POINTS - 2}}}[^{_WS}\x00])?[{_WS}]*$"
+)
 
 
 def _trimmed_text(value: str) -> str:
@@ -30,9 +35,21 @@ def _trimmed_text(value: str) -> str:
     text = value.strip(WHITESPACE)
     if not text:
         raise ValueError("must not be empty or only whitespace")
-    if len(text) > TEXT_MAX:
+    if not is_visible(text):
         raise ValueError(
-            f"must be at most {TEXT_MAX} characters after trimming whitespace, not {len(text)}"
+            "must contain a visible character, not only invisible ones (zero-width spaces, "
+            "byte order marks, direction marks, ...)"
+        )
+    # Counted as a reader counts them (servicekit.text): "é", "👍🏽" and "🇫🇷" are one each.
+    length = user_perceived_length(text)
+    if length > TEXT_MAX:
+        raise ValueError(
+            f"must be at most {TEXT_MAX} characters after trimming whitespace, not {length}"
+        )
+    if len(text) > TEXT_MAX_CODE_POINTS:
+        raise ValueError(
+            f"must be at most {TEXT_MAX_CODE_POINTS} Unicode code points, not {len(text)} "
+            "(characters made of many combining marks or joined emoji count more than one)"
         )
     return text
 
@@ -46,7 +63,10 @@ ThoughtText = Annotated[
             "minLength": 1,
             "pattern": TEXT_PATTERN,
             "description": f"1 to {TEXT_MAX} characters once leading and trailing whitespace "
-            "is trimmed (the trimmed text is stored).",
+            "is trimmed (the trimmed text is stored), counted as user-perceived characters "
+            "(Unicode extended grapheme clusters, UAX #29: `é` written as e + accent, `👍🏽`, "
+            f"`🇫🇷` are one each), and at most {TEXT_MAX_CODE_POINTS} code points; it must "
+            "contain a visible character (not only zero-width or other invisible ones).",
         }
     ),
 ]
