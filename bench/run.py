@@ -691,18 +691,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        say("bench: wrk is not installed (apt-get install wrk)")
-        return 2
-    work_dir = (args.work_dir or ROOT / "var" / "bench" / args.db).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    databases = Databases(args.db, work_dir)
-    started = datetime.now(UTC)
-    load_before = os.getloadavg()
+@dataclass(frozen=True)
+class DataFacts:
+    """What the loaded data holds, read from the databases (the scenarios' inputs)."""
 
-    say(f"bench: {args.db}, {args.thoughts:,} thoughts, work folder {work_dir}")
+    thoughts: int
+    min_id: int
+    max_id: int
+    author: str  # the most prolific author ("my thoughts")
+    author_thoughts: int
+    rare_hits: int
+    users: int
+    load_seconds: float
+
+
+@dataclass
+class Run:
+    """What the scenarios measured."""
+
+    results: list[Result] = field(default_factory=list)
+    memory: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    created_check: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_data(databases: Databases, args: argparse.Namespace) -> DataFacts:
+    """Creates and loads the databases, removes what an interrupted run posted, reads the facts."""
     databases.create(args.fresh)
     load_seconds = load_data(databases, args)
     # Whatever an interrupted run posted goes first: the data is what the loader made.
@@ -714,18 +728,79 @@ def main(argv: list[str] | None = None) -> int:
         "thoughts",
         "SELECT username, count(*) AS n FROM thoughts GROUP BY username ORDER BY n DESC LIMIT 1",
     )[0]
-    author, author_thoughts = str(top[0]), int(top[1])
     rare_hits = databases.query(
         "thoughts", "SELECT count(*) FROM thoughts WHERE search_text LIKE ?", f"%{RARE_WORD}%"
     )[0][0]
     users_count = databases.query("users", "SELECT count(*) FROM users")[0][0]
+    return DataFacts(
+        thoughts_count,
+        min_id,
+        max_id,
+        str(top[0]),
+        int(top[1]),
+        rare_hits,
+        users_count,
+        load_seconds,
+    )
 
-    extra_env = dict(item.split("=", 1) for item in args.env)
-    services = build_services(databases, work_dir, args.workers, extra_env)
-    results: list[Result] = []
-    memory: dict[str, list[dict[str, float]]] = {}
-    failures: list[str] = []
-    created_check: dict[str, int] = {}
+
+def _writer_rows(databases: Databases) -> int:
+    rows = databases.query("thoughts", "SELECT count(*) FROM thoughts WHERE username = ?", WRITER)
+    return int(rows[0][0])
+
+
+def run_scenario(
+    scenario: Scenario,
+    url: str,
+    services: dict[str, Service],
+    databases: Databases,
+    args: argparse.Namespace,
+    work_dir: Path,
+    run: Run,
+) -> Result:
+    """One scenario: checked once by Python, warmed up, measured by wrk with the CPU meter on;
+    for "create thought", every acknowledged post must be a row (then the rows are removed)."""
+    sanity_check(url, scenario)
+    script = lua_script(scenario, work_dir)
+    wrk = {
+        "connections": scenario.connections or args.connections,
+        "threads": args.threads,
+        "timeout": args.timeout,
+    }
+    if args.warmup:
+        run_wrk(url, scenario, script, seconds=args.warmup, **wrk)
+    posts = scenario.name == "create thought"
+    before = _writer_rows(databases) if posts else 0
+    meter = CpuMeter(services, args.db)
+    meter.start()
+    result = run_wrk(url, scenario, script, seconds=args.duration, **wrk)
+    result.cpu_us_per_request = meter.per_request(result.requests)
+    if posts:
+        after = _writer_rows(databases)
+        acknowledged = result.statuses.get("201", 0)
+        run.created_check = {
+            "acknowledged_201": acknowledged,
+            "rows_before": before,
+            "rows_after": after,
+            "rows_added": after - before,
+        }
+        if after - before < acknowledged:
+            run.failures.append(
+                f"create thought: {acknowledged} acknowledged but only {after - before} rows added"
+            )
+        databases.query("thoughts", "DELETE FROM thoughts WHERE username = ?", WRITER)
+    return result
+
+
+def run_scenarios(
+    services: dict[str, Service],
+    databases: Databases,
+    facts: DataFacts,
+    args: argparse.Namespace,
+    work_dir: Path,
+) -> Run:
+    """Starts the services, runs every scenario asked for, measures memory, stops them."""
+    run = Run()
     try:
         for service in services.values():
             service.launch()
@@ -740,81 +815,59 @@ def main(argv: list[str] | None = None) -> int:
         if created.status_code not in (201, 409):
             created.raise_for_status()
         all_scenarios = scenarios(
-            min_id=min_id,
-            max_id=max_id,
-            author=author,
-            author_token=login(users_url, author),
+            min_id=facts.min_id,
+            max_id=facts.max_id,
+            author=facts.author,
+            author_token=login(users_url, facts.author),
             writer_token=login(users_url, WRITER),
             authors=args.authors,
-            rare_hits=rare_hits,
+            rare_hits=facts.rare_hits,
         )
         for scenario in all_scenarios:
             if args.only and scenario.name not in args.only and scenario.name != "healthz":
                 continue
             url = services[scenario.service].url + scenario.path
-            sanity_check(url, scenario)
-            script = lua_script(scenario, work_dir)
-            wrk = {
-                "connections": scenario.connections or args.connections,
-                "threads": args.threads,
-                "timeout": args.timeout,
-            }
-            if args.warmup:
-                run_wrk(url, scenario, script, seconds=args.warmup, **wrk)
-            before = after = 0
-            if scenario.name == "create thought":
-                before = databases.query(
-                    "thoughts", "SELECT count(*) FROM thoughts WHERE username = ?", WRITER
-                )[0][0]
-            meter = CpuMeter(services, args.db)
-            meter.start()
-            result = run_wrk(url, scenario, script, seconds=args.duration, **wrk)
-            result.cpu_us_per_request = meter.per_request(result.requests)
-            if scenario.name == "create thought":
-                after = databases.query(
-                    "thoughts", "SELECT count(*) FROM thoughts WHERE username = ?", WRITER
-                )[0][0]
-                acknowledged = result.statuses.get("201", 0)
-                created_check = {
-                    "acknowledged_201": acknowledged,
-                    "rows_before": before,
-                    "rows_after": after,
-                    "rows_added": after - before,
-                }
-                if after - before < acknowledged:
-                    failures.append(
-                        f"create thought: {acknowledged} acknowledged but only "
-                        f"{after - before} rows added"
-                    )
-                databases.query("thoughts", "DELETE FROM thoughts WHERE username = ?", WRITER)
-            results.append(result)
+            result = run_scenario(scenario, url, services, databases, args, work_dir, run)
+            run.results.append(result)
             say(
                 f"  {result.name:<20} {result.rps:>8.0f} req/s  p99 {result.p99_ms:>8.2f} ms  "
                 f"errors {result.errors}"
             )
         for service in services.values():
-            memory[service.name] = [memory_of(pid) for pid in service.workers()]
+            run.memory[service.name] = [memory_of(pid) for pid in service.workers()]
     finally:
         for service in services.values():
             service.stop()
-
-    ceiling = next((r.rps for r in results if r.name == "healthz"), 0.0)
-    for r in results:
+    ceiling = next((r.rps for r in run.results if r.name == "healthz"), 0.0)
+    for r in run.results:
         r.ceiling_ratio = round(r.rps / ceiling, 3) if ceiling else 0.0
         if r.errors:
-            failures.append(f"{r.name}: {r.errors} failed requests ({r.statuses})")
-    verdicts = evaluate_targets(results, memory)
+            run.failures.append(f"{r.name}: {r.errors} failed requests ({r.statuses})")
+    return run
 
+
+def report(
+    run: Run,
+    verdicts: list[dict[str, Any]],
+    facts: DataFacts,
+    databases: Databases,
+    args: argparse.Namespace,
+    *,
+    started: datetime,
+    load_before: tuple[float, float, float],
+    extra_env: dict[str, str],
+) -> Path:
+    """Prints the tables and the verdicts; writes the JSON results; their path."""
     say("")
     say(
-        f"{args.db}, {thoughts_count:,} thoughts, {args.workers} workers per service, "
+        f"{args.db}, {facts.thoughts:,} thoughts, {args.workers} workers per service, "
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {os.cpu_count()} cores"
     )
-    print_table(results, memory)
-    if created_check:
+    print_table(run.results, run.memory)
+    if run.created_check:
         say(
             "create thought: {acknowledged_201} acknowledged (201), {rows_added} rows added".format(
-                **created_check
+                **run.created_check
             )
         )
     say("")
@@ -822,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
         mark = "met" if verdict["met"] else "MISSED"
         say(f"  [{mark}] {verdict['scenario']}: {verdict['target']}")
 
-    report = {
+    document = {
         "date": started.isoformat(timespec="seconds"),
         "database": args.db,
         "database_version": databases.version(),
@@ -847,30 +900,60 @@ def main(argv: list[str] | None = None) -> int:
             "extra_env": extra_env,
         },
         "data": {
-            "thoughts": thoughts_count,
-            "users": users_count,
+            "thoughts": facts.thoughts,
+            "users": facts.users,
             "authors": args.authors,
-            "my_thoughts_author": author,
-            "my_thoughts_author_thoughts": author_thoughts,
+            "my_thoughts_author": facts.author,
+            "my_thoughts_author_thoughts": facts.author_thoughts,
             "rare_word": RARE_WORD,
-            "rare_word_hits": rare_hits,
+            "rare_word_hits": facts.rare_hits,
             "rare_every": RARE_EVERY,
             "common_word": COMMON_WORD,
-            "load_seconds": round(load_seconds, 1),
+            "load_seconds": round(facts.load_seconds, 1),
         },
-        "scenarios": [asdict(r) for r in results],
-        "create_thought_check": created_check,
-        "memory_mb": memory,
+        "scenarios": [asdict(r) for r in run.results],
+        "create_thought_check": run.created_check,
+        "memory_mb": run.memory,
         "targets": verdicts,
-        "failures": failures,
+        "failures": run.failures,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    path = args.results_dir / f"{stamp}-{args.db}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path: Path = args.results_dir / f"{stamp}-{args.db}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        say("bench: wrk is not installed (apt-get install wrk)")
+        return 2
+    work_dir = (args.work_dir or ROOT / "var" / "bench" / args.db).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    databases = Databases(args.db, work_dir)
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()
+
+    say(f"bench: {args.db}, {args.thoughts:,} thoughts, work folder {work_dir}")
+    facts = prepare_data(databases, args)
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    services = build_services(databases, work_dir, args.workers, extra_env)
+    run = run_scenarios(services, databases, facts, args, work_dir)
+    verdicts = evaluate_targets(run.results, run.memory)
+    path = report(
+        run,
+        verdicts,
+        facts,
+        databases,
+        args,
+        started=started,
+        load_before=load_before,
+        extra_env=extra_env,
+    )
     say(f"\nbench: results in {path}")
-    if failures:
-        say("bench: FAILED\n  " + "\n  ".join(failures))
+    if run.failures:
+        say("bench: FAILED\n  " + "\n  ".join(run.failures))
         return 1
     if args.check_targets and not all(v["met"] for v in verdicts):
         say("bench: a target was missed")

@@ -1,6 +1,6 @@
 """How `devtools run` shows the services' logs: one short line per JSON log record.
 
-The services log JSON (design.md §3), right for machines and tiring in a terminal. Each record is
+The services log JSON (servicekit.logs), right for machines and tiring in a terminal. Each record is
 shown as `LEVEL message (duration) [request id]`, plus its traceback if it has one; anything that
 is not a JSON record is shown as it is. `--json-logs` shows the records untouched.
 

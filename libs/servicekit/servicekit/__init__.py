@@ -1,4 +1,7 @@
-"""servicekit: the operational surface shared by every MyThoughts service (design.md §3)."""
+"""servicekit: the operational surface shared by every MyThoughts service.
+
+Where each part lives: docs/architecture.md, "Where each concern lives".
+"""
 
 from servicekit.app import ServiceSpec, create_service_app
 from servicekit.bodies import body_openapi, form_or_json

@@ -23,7 +23,6 @@ from starlette.responses import Response
 
 from servicekit.admin import AdminGuardMiddleware, admin_headers, declare_admin_security
 from servicekit.db import Database, DatabaseOptions
-from servicekit.dependencies import DependencyError, check_dependencies, parse_dependencies
 from servicekit.flags import BadFlagFile, Flags
 from servicekit.http import create_http_client
 from servicekit.lifecycle import is_shutting_down
@@ -40,6 +39,7 @@ from servicekit.problems import (
 from servicekit.settings import ConfigError, ServiceSettings
 from servicekit.surface import InternalPortMiddleware
 from servicekit.tracing import Tracing
+from servicekit.upstreams import DependencyError, check_dependencies, parse_dependencies
 from servicekit.version import VersionInfo, resolve_version
 
 log = logging.getLogger("servicekit.app")

@@ -152,7 +152,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("dependencies")
     @classmethod
     def _dependency_spec(cls, value: str) -> str:
-        from servicekit.dependencies import parse_dependencies
+        from servicekit.upstreams import parse_dependencies
 
         parse_dependencies(value)
         return value

@@ -246,7 +246,7 @@ def throttled_message(wait: int | None) -> str:
 
 
 class ThoughtsClient(Backend):
-    # Query parameters of the thoughts API (design.md §2 plus pagination).
+    # Query parameters of the thoughts API (docs/architecture.md plus pagination).
     LIMIT = "limit"
     CURSOR = "cursor"
     SEARCH = "search"

@@ -1,4 +1,4 @@
-"""The book's contract (design.md §2), endpoint by endpoint, on SQLite and PostgreSQL."""
+"""The book's contract (docs/architecture.md), endpoint by endpoint, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

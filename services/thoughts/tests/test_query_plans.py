@@ -12,9 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from devtools.synthetic_thoughts import trigram_index_bulk_mode
 from servicekit.pagination import PageRequest
 from thoughts_service.models import TRIGRAM_INDEX, Thought
-from thoughts_service.repository import (
-    SEARCH_WINDOW,
-    SearchSpan,
+from thoughts_service.search_windows import SEARCH_WINDOW, SearchSpan
+from thoughts_service.statements import (
     by_user_statement,
     search_span_statement,
     search_statement,

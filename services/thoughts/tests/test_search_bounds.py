@@ -16,8 +16,8 @@ from asgi_lifespan import LifespanManager
 from servicekit.pagination import PageRequest
 from thoughts_service.main import create_app
 from thoughts_service.models import Thought
-from thoughts_service.repository import search_statement
 from thoughts_service.search import MAX_TRIGRAMS, trigrams_looked_up
+from thoughts_service.statements import search_statement
 
 COMMON = (
     "the to and a of i in is it you that for on my this with be have was are not but so".split()  # noqa: SIM905

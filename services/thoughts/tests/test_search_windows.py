@@ -1,4 +1,4 @@
-"""A PostgreSQL search page reads its windows of ids first (repository.SearchSpan) and the rest
+"""A PostgreSQL search page reads its windows of ids first (search_windows.SearchSpan) and the rest
 beyond them only when needed: the pages are exactly those of one query over all matches.
 
 Ids are chosen around the window edges (multiples of 65,536), with gaps of several windows (so
@@ -14,8 +14,9 @@ import pytest
 
 from servicekit.pagination import Order, PageRequest
 from thoughts_service.models import Thought
-from thoughts_service.repository import SEARCH_WINDOW, SearchSpan, ThoughtRepository
+from thoughts_service.repository import ThoughtRepository
 from thoughts_service.search import matches
+from thoughts_service.search_windows import SEARCH_WINDOW, SearchSpan
 
 W = SEARCH_WINDOW
 MAX_ID = 2**63 - 1

@@ -1,3 +1,3 @@
-"""The Thoughts Backend: post, list, search and delete thoughts (design.md §1-2)."""
+"""The Thoughts Backend: post, list, search and delete thoughts (docs/architecture.md)."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The HTTP API: the book's contract (design.md §2), plus pagination and deleting one's own.
+"""The HTTP API: the book's contract (docs/architecture.md), plus pagination and deleting one's own.
 
 Lists are JSON arrays as in the book; paging travels in query parameters and the `Link` header
 (servicekit.pagination), so that the book's clients, which know neither, keep working.
@@ -35,10 +35,11 @@ from servicekit.pagination import (
     set_next_link,
 )
 from servicekit.problems import problem_openapi_response
+from thoughts_service.dependencies import RepositoryDep
 from thoughts_service.full_lists import Fetch, FullLists
 from thoughts_service.metrics import ThoughtMetricsDep
 from thoughts_service.models import IDEMPOTENCY_KEY_MAX, USERNAME_MAX
-from thoughts_service.repository import Deletion, RepositoryDep, ThoughtRow, search_strategy
+from thoughts_service.repository import Deletion, ThoughtRow, search_strategy
 from thoughts_service.schemas import ThoughtCreate, ThoughtOut
 
 api = APIRouter(tags=["thoughts"])

@@ -1,4 +1,4 @@
-"""The users API contract (design.md §2) and what we add, on SQLite and PostgreSQL."""
+"""The users API contract (docs/architecture.md) and what we add, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

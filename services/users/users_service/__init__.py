@@ -1,3 +1,3 @@
-"""Users Backend: owns accounts, signs tokens, publishes the public keys (design.md §1)."""
+"""Users Backend: owns accounts, signs tokens, publishes the public keys (docs/architecture.md)."""
 
 __version__ = "0.1.0"

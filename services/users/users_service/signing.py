@@ -1,4 +1,4 @@
-"""The signing side of tokens: only the users service holds private keys (design.md §1).
+"""The signing side of tokens: only the users service holds private keys (docs/architecture.md).
 
 Key rotation (the book's chapter 11): the keys folder holds several keys, one of which signs
 (`JWT_SIGNING_KID`); every key, including retired public-only ones, is published in the JWKS so

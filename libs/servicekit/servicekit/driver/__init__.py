@@ -23,7 +23,10 @@ connections (PostgreSQL) of their own; the others wait their turn only so long, 
 Overloaded (503 with Retry-After), so that a burst of them never queues without limit nor takes
 every connection or core from the indexed reads.
 
-Writes are committed in groups on both (GroupCommit).
+SQLite's writes are committed in groups (GroupCommit: one thread switch and one turn of the
+write lock per group). A PostgreSQL write is one statement in its own transaction: a caller whose
+writes arrive together groups them into one statement itself, with GroupCommit (the thoughts
+service's posts: one multi-row INSERT per group), so nothing is batched twice.
 
 Both offer `fetch(sql, arguments)` and `write(sql, arguments)`, with SQL compiled for the
 driver's parameter style (`$1` for asyncpg, `?` for sqlite3). A statement that runs longer than
@@ -34,8 +37,7 @@ timer per query, a measurable part of a 1 ms request.
 The package, a module per part:
 
 - interface.py: DriverPool (what both offer), Row, StatementTimeout
-- group_commit.py: GroupCommit, the batching of writes (the only one: callers submit one
-  statement per write)
+- group_commit.py: GroupCommit, writes that arrive together committed as one group
 - connection_pool.py: ConnectionPool, the hand-written asyncpg pool (and why not asyncpg's own)
 - postgres.py: PostgresDriverPool
 - sqlite.py: SqliteDriverPool, its reader and writer threads, writers' file lock, checkpointer

@@ -1,4 +1,11 @@
-"""The driver pool of PostgreSQL: asyncpg connections, writes committed in groups."""
+"""The driver pool of PostgreSQL: asyncpg connections; each write is one statement in a
+transaction of its own.
+
+Writes are not grouped here: a caller whose writes arrive together groups them itself into one
+statement (the thoughts service's posts: one multi-row INSERT per group, thoughts_service.inserts),
+which costs one round trip where a transaction of N statements costs N. So each PostgreSQL post
+is batched exactly once.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +17,16 @@ from sqlalchemy.engine import URL
 
 from servicekit.admission import Admission
 from servicekit.driver.connection_pool import ConnectionPool, postgres_statement_failed
-from servicekit.driver.group_commit import GroupCommit
 from servicekit.driver.interface import Outcome, Row, Statement, StatementTimeout
 from servicekit.unavailable import DatabaseUnavailable
 
 
 class PostgresDriverPool:
-    """asyncpg connections (ConnectionPool); writes are group-committed (GroupCommit): a
-    group's statements run in one transaction on one connection, so N writes share one WAL
-    flush."""
+    """asyncpg connections (ConnectionPool): reads, and writes of one statement each."""
 
     def __init__(self, pool: ConnectionPool, slow_queries: Admission) -> None:
         self._pool = pool
         self._slow_queries = slow_queries
-        self._writes: GroupCommit[Statement, list[Row]] = GroupCommit(
-            self._commit_group, self._one_by_one, retryable=postgres_statement_failed
-        )
 
     @property
     def connections(self) -> ConnectionPool:
@@ -76,19 +77,9 @@ class PostgresDriverPool:
         return rows
 
     async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
-        return await self._writes.submit((sql, arguments))
-
-    async def _commit_group(self, group: list[Statement]) -> list[Outcome]:
-        return await self._transaction(group)
-
-    async def _one_by_one(self, group: list[Statement]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for statement in group:
-            try:
-                outcomes += await self._transaction([statement])
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+        (rows,) = await self._transaction([(sql, arguments)])
+        assert not isinstance(rows, BaseException)
+        return rows
 
     async def _transaction(self, group: list[Statement]) -> list[Outcome]:
         """The statements in one explicit transaction, even a single one (issue 14).

@@ -8,7 +8,7 @@ Replaces the pg_trgm GIN index `ix_thoughts_search_text_trgm` on `search_text` w
 GIN index on `(ARRAY[id / 65536], search_text gin_trgm_ops)`. A page of a search for a rare
 word then asks for the matches in two windows of 65,536 ids
 (`ARRAY[id / 65536] && ARRAY[<window>, <next window>]`, see
-thoughts_service.repository.SEARCH_WINDOW) and reads only those from the heap, instead of every
+thoughts_service.search_windows.SEARCH_WINDOW) and reads only those from the heap, instead of every
 match of the table. A GIN index serves conditions on any subset of its columns, so the same
 index still answers a plain `LIKE` without windows.
 

@@ -1,4 +1,5 @@
-"""Start-up check that the services this one calls run at least a minimum version.
+"""Start-up check that the upstream services this one calls (its DEPENDENCIES setting) run at
+least a minimum version.
 
 The book's `check_dependencies_services`: wait (bounded) for each dependency's
 `/admin/version/`, compare, and refuse to start with a clear message when one is too old.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-log = logging.getLogger("servicekit.dependencies")
+log = logging.getLogger("servicekit.upstreams")
 
 _VERSION_NUMBERS = re.compile(r"(\d+(?:\.\d+)*)")
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from servicekit.dependencies import (
+from servicekit.http import create_http_client
+from servicekit.upstreams import (
     Dependency,
     DependencyError,
     check_dependencies,
@@ -16,7 +17,6 @@ from servicekit.dependencies import (
     parse_dependencies,
     version_tuple,
 )
-from servicekit.http import create_http_client
 from testkit import free_port
 
 
