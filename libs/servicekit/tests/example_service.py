@@ -84,6 +84,12 @@ async def login(
     return {"username": credentials.username}
 
 
+@router.get("/whoami")
+async def whoami(request: Request) -> dict[str, str | None]:
+    """The caller's address and scheme as the kit sees them (X-Forwarded-* applied)."""
+    return {"client": request.client.host if request.client else None, "scheme": request.url.scheme}
+
+
 @router.get("/sync-log")
 def sync_log() -> dict[str, str]:
     """A sync route runs in a worker thread; its log lines must still carry the request id."""

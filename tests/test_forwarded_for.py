@@ -1,0 +1,119 @@
+"""Whose address a service sees (issue 14 item 13): `X-Forwarded-For` is believed only from the
+peers in FORWARDED_ALLOW_IPS (uvicorn's setting; `make run` and the tests: 127.0.0.1), and the
+gateway hands on the address it saw, never one the client wrote itself. Real processes: the kit's
+example service and HAProxy running deploy/gateway/haproxy.cfg, as compose runs it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from testkit import DatabaseFactory, ServiceProcess, free_port, need
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "libs/servicekit/tests"
+HAPROXY_CONFIG = ROOT / "deploy/gateway/haproxy.cfg"
+SPOOFED = "203.0.113.66"
+
+
+@pytest.fixture
+def start_example(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    processes: list[ServiceProcess] = []
+    database_url = database_factory.fresh("sqlite", EXAMPLE / "example_migrations")
+
+    def start(**env: str) -> ServiceProcess:
+        port = free_port()
+        process = ServiceProcess(
+            name="example",
+            argv=[sys.executable, str(EXAMPLE / "run_example.py"), str(port), "0"],
+            env={"DATABASE_URL": database_url, "PYTHONPATH": str(EXAMPLE), **env},
+            port=port,
+            log_path=tmp_path / f"example-{port}.log",
+        )
+        processes.append(process)
+        return process.start(timeout=90)
+
+    yield start
+    for process in processes:
+        process.stop()
+
+
+def whoami(url: str, **headers: str) -> str:
+    client: str = httpx.get(f"{url}/whoami", headers=headers, timeout=10).json()["client"]
+    return client
+
+
+def test_x_forwarded_for_is_believed_only_from_forwarded_allow_ips(
+    start_example: Callable[..., ServiceProcess],
+) -> None:
+    trusting = start_example(FORWARDED_ALLOW_IPS="127.0.0.1")  # the default
+    assert whoami(trusting.url, **{"X-Forwarded-For": SPOOFED}) == SPOOFED
+    # Several hops: the last address no trusted proxy vouches for is the caller.
+    assert whoami(trusting.url, **{"X-Forwarded-For": f"198.51.100.7, {SPOOFED}"}) == SPOOFED
+    distrusting = start_example(FORWARDED_ALLOW_IPS="10.255.0.1")
+    assert whoami(distrusting.url, **{"X-Forwarded-For": SPOOFED}) == "127.0.0.1"
+
+
+@pytest.fixture
+def gateway_to(tmp_path: Path) -> Iterator[Callable[[ServiceProcess], str]]:
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if haproxy is None:
+        need("HAProxy is not installed (apt-get install haproxy)")
+    gateways: list[subprocess.Popen[bytes]] = []
+
+    def start(backend: ServiceProcess) -> str:
+        port = free_port()
+        # Every server of the file points at the one backend process.
+        names = set(re.findall(r'"\$\{([A-Z0-9_]+)\}"', HAPROXY_CONFIG.read_text()))
+        env = {name: f"127.0.0.1:{backend.port}" for name in names}
+        env |= {
+            "GATEWAY_BIND": f"127.0.0.1:{port}",
+            "STATS_BIND": f"127.0.0.1:{free_port()}",
+            "RUNTIME_SOCKET": str(tmp_path / "haproxy.sock"),
+        }
+        log = (tmp_path / "haproxy.log").open("wb")
+        gateway = subprocess.Popen(
+            [str(haproxy), "-db", "-f", str(HAPROXY_CONFIG)],
+            env={"PATH": "/usr/sbin:/usr/bin:/bin", **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        gateways.append(gateway)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert gateway.poll() is None, (tmp_path / "haproxy.log").read_text()
+            try:
+                if httpx.get(f"{url}/whoami", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the gateway never answered")
+
+    yield start
+    for gateway in gateways:
+        gateway.terminate()
+        gateway.wait(10)
+
+
+def test_the_gateway_hands_on_the_address_it_saw_not_the_clients_own(
+    start_example: Callable[..., ServiceProcess], gateway_to: Callable[[ServiceProcess], str]
+) -> None:
+    """Compose trusts the header from the gateway's network: before, a client that wrote
+    `X-Forwarded-For` itself was believed through the gateway (and escaped the per-address
+    login throttle with a new address per guess)."""
+    service = start_example(FORWARDED_ALLOW_IPS="127.0.0.1")
+    gateway = gateway_to(service)
+    assert whoami(gateway, **{"X-Forwarded-For": SPOOFED}) == "127.0.0.1"
+    assert whoami(gateway) == "127.0.0.1"
