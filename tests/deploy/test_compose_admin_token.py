@@ -1,0 +1,65 @@
+"""Issue 14 item 11, compose side (no Docker needed): every server of compose.yaml requires the
+admin token, which the first `make compose-up` generates into a git-ignored file the README names.
+(tests/deploy/test_compose.py checks the running system refuses admin calls without it.)"""
+
+from __future__ import annotations
+
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from servicekit.admin import MIN_ADMIN_TOKEN_LENGTH
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVERS = {"users", "thoughts", "tasks", "frontend"}
+TOKEN_FILE = "var/compose-secrets/admin_token"
+
+
+def test_every_compose_server_reads_the_admin_token_from_the_secret() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    ours = {
+        name
+        for name, service in compose["services"].items()
+        if str(service.get("image", "")).startswith("mythoughts/")
+        and service.get("restart") != "no"  # one-shot jobs serve no routes
+    }
+    assert ours == SERVERS
+    for name in SERVERS:
+        service = compose["services"][name]
+        assert service["environment"]["ADMIN_TOKEN_FILE"] == "/run/secrets/admin_token", name
+        assert "ADMIN_TOKEN" not in service["environment"], name  # never the token itself
+        assert "admin_token" in service["secrets"], name
+    source = compose["secrets"]["admin_token"]["file"]
+    assert source.endswith("var/compose-secrets}/admin_token"), source
+
+
+def test_compose_up_generates_the_token_first() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    up = re.search(r"^compose-up:(.*)$", makefile, re.M)
+    assert up
+    assert "compose-secrets" in up.group(1).split()
+    secrets = re.search(r"^compose-secrets:.*\n\t(.*)$", makefile, re.M)
+    assert secrets
+    assert secrets.group(1).strip() == "deploy/compose/secrets.sh var/compose-secrets"
+
+
+def test_the_token_is_generated_once_long_and_git_ignored(tmp_path: Path) -> None:
+    folder = tmp_path / "compose-secrets"
+    script = ROOT / "deploy/compose/secrets.sh"
+    subprocess.run(["bash", str(script), str(folder)], check=True, capture_output=True)
+    token = (folder / "admin_token").read_text().strip()
+    assert len(token) >= max(MIN_ADMIN_TOKEN_LENGTH, 32)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # only its owner lists the folder
+    subprocess.run(["bash", str(script), str(folder)], check=True, capture_output=True)
+    assert (folder / "admin_token").read_text().strip() == token  # kept across runs
+    ignored = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "-q", TOKEN_FILE], check=False
+    )
+    assert ignored.returncode == 0, f"{TOKEN_FILE} is not git-ignored"
+
+
+def test_the_readme_names_the_token_file() -> None:
+    assert TOKEN_FILE in (ROOT / "README.md").read_text()
