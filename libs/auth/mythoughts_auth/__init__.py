@@ -5,13 +5,21 @@ Signing is deliberately absent: only the users service holds private keys.
 
 from mythoughts_auth.algorithm import ALGORITHM
 from mythoughts_auth.dependencies import (
+    CurrentToken,
     CurrentUser,
     OptionalUser,
+    current_token,
     current_username,
     optional_username,
     parse_bearer,
 )
 from mythoughts_auth.keys import KeySet, load_rsa_public_key, public_jwk
+from mythoughts_auth.revocation import (
+    MemoryRevocationList,
+    RedisRevocationList,
+    RevocationList,
+    RevocationUnavailable,
+)
 from mythoughts_auth.sources import JWKSKeySource, KeySource, StaticKeySource
 from mythoughts_auth.verify import (
     InvalidToken,
@@ -22,16 +30,22 @@ from mythoughts_auth.verify import (
 
 __all__ = [
     "ALGORITHM",
+    "CurrentToken",
     "CurrentUser",
     "InvalidToken",
     "JWKSKeySource",
     "KeySet",
     "KeySource",
     "LegacyCompatibility",
+    "MemoryRevocationList",
     "OptionalUser",
+    "RedisRevocationList",
+    "RevocationList",
+    "RevocationUnavailable",
     "StaticKeySource",
     "TokenVerifier",
     "VerifiedToken",
+    "current_token",
     "current_username",
     "load_rsa_public_key",
     "optional_username",

@@ -19,7 +19,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mythoughts_auth.verify import InvalidToken, TokenVerifier
+from mythoughts_auth.revocation import RevocationUnavailable
+from mythoughts_auth.verify import InvalidToken, TokenVerifier, VerifiedToken
 
 REALM = "mythoughts"
 
@@ -64,6 +65,11 @@ async def current_username(request: Request, _credentials: _BearerCredentials = 
     ``_credentials`` is unused: it is there so that OpenAPI shows the bearer security scheme.
     The raw header is parsed by :func:`parse_bearer` so that every failure gets our own answer.
     """
+    return (await _authenticate(request, request.headers.get("authorization"))).username
+
+
+async def current_token(request: Request, _credentials: _BearerCredentials = None) -> VerifiedToken:
+    """The verified bearer token itself (its claims: ``jti``, ``exp`` ...); 401 otherwise."""
     return await _authenticate(request, request.headers.get("authorization"))
 
 
@@ -78,20 +84,27 @@ async def optional_username(
     header = request.headers.get("authorization")
     if header is None:
         return None
-    return await _authenticate(request, header)
+    return (await _authenticate(request, header)).username
 
 
 CurrentUser = Annotated[str, Depends(current_username)]
+CurrentToken = Annotated[VerifiedToken, Depends(current_token)]
 OptionalUser = Annotated[str | None, Depends(optional_username)]
 
 
-async def _authenticate(request: Request, header: str | None) -> str:
+async def _authenticate(request: Request, header: str | None) -> VerifiedToken:
     try:
         token = parse_bearer(header)
-        verified = await _verifier(request).verify(token)
+        return await _verifier(request).verify(token)
     except InvalidToken as exc:
         raise _unauthorized(exc.reason, attempted_bearer=_is_bearer_attempt(header)) from exc
-    return verified.username
+    except RevocationUnavailable:
+        # Whether the token was revoked cannot be known now: never let it through.
+        raise HTTPException(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="cannot check tokens against the revocation list now",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 def _verifier(request: Request) -> TokenVerifier:

@@ -11,11 +11,13 @@ the verifier as ``app.state.token_verifier``; the service hands these to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from fastapi import FastAPI
 
 from mythoughts_auth.keys import KeySet
+from mythoughts_auth.revocation import RedisRevocationList
 from mythoughts_auth.settings import TokenVerificationSettings
 from mythoughts_auth.sources import JWKSKeySource, KeySource, StaticKeySource
 from mythoughts_auth.verify import LegacyCompatibility, TokenVerifier
@@ -48,12 +50,25 @@ def install_token_verifier(
         app.state.jwks = source = jwks
     else:
         return
+    revocations = None
+    if settings.redis_url:
+        revocations = RedisRevocationList(
+            settings.redis_url,
+            settings.redis_prefix,
+            recheck_seconds=settings.revocation_recheck_seconds,
+        )
+    else:
+        logging.getLogger(__name__).warning(
+            "no REDIS_URL: tokens revoked by a logout or an account's deletion stay valid here "
+            "until they expire; give this service the users service's REDIS_URL"
+        )
     app.state.token_verifier = TokenVerifier(
         source,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_seconds=settings.jwt_leeway_seconds,
         legacy=legacy,
+        revocations=revocations,
     )
 
 
@@ -67,7 +82,11 @@ def token_keys_missing(app: FastAPI) -> str | None:
 
 
 async def stop_key_fetching(app: FastAPI) -> None:
-    """Shutdown hook: stops the source's background fetching (JWKSKeySource.start)."""
+    """Shutdown hook: stops the source's background fetching (JWKSKeySource.start) and closes
+    the revocation list's connections."""
     source: JWKSKeySource | None = getattr(app.state, "jwks", None)
     if source is not None:
         await source.aclose()
+    verifier: TokenVerifier | None = getattr(app.state, "token_verifier", None)
+    if verifier is not None and verifier.revocations is not None:
+        await verifier.revocations.close()

@@ -25,6 +25,14 @@ class TokenVerificationSettings(BaseModel):
     # (the bound stops a flood of made-up key ids from hammering the users service).
     auth_jwks_cache_seconds: float = Field(default=300, gt=0, le=86400)
     auth_jwks_min_refetch_seconds: float = Field(default=30, ge=0, le=3600)
+    # The users service's Redis (its REDIS_URL and REDIS_PREFIX): where logged-out tokens and
+    # deleted accounts are listed (mythoughts_auth.revocation). Unset: such tokens stay valid
+    # here until they expire, and the service says so at start-up.
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="mythoughts:", min_length=1, max_length=100)
+    # A token found not revoked is believed this long without asking Redis again: the delay
+    # before a logout reaches this service, traded for one Redis call per token per interval.
+    revocation_recheck_seconds: float = Field(default=1.0, ge=0, le=60)
 
     @property
     def verifies_tokens(self) -> bool:

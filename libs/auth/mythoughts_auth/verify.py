@@ -28,6 +28,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from mythoughts_auth.algorithm import ALGORITHM
+from mythoughts_auth.revocation import RevocationList
 from mythoughts_auth.sources import KeySource
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,9 @@ class TokenVerifier:
     expired (``exp`` plus the leeway; the other claims cannot turn invalid with time) and while
     the key that verified it is still the key the source has for its ``kid``, so a retired or
     rotated key is refused at once. Only tokens that passed every check are remembered.
+
+    With ``revocations`` (mythoughts_auth.revocation) every token, remembered or not, is also
+    looked up in the deny list of logged-out tokens and deleted accounts.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class TokenVerifier:
         leeway_seconds: int = 30,
         cache_size: int = 4096,
         legacy: LegacyCompatibility | None = None,
+        revocations: RevocationList | None = None,
     ) -> None:
         if not issuer:
             raise ValueError("issuer must not be empty")
@@ -117,6 +122,7 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._cache_size = cache_size
         self._legacy = legacy
+        self.revocations = revocations
         if legacy is not None:
             logger.warning(
                 "legacy token compatibility is ON: tokens without an audience%s are accepted; "
@@ -131,7 +137,14 @@ class TokenVerifier:
         )
 
     async def verify(self, token: str) -> VerifiedToken:
-        """Return the verified token, or raise :class:`InvalidToken`."""
+        """Return the verified token, or raise :class:`InvalidToken` (RevocationUnavailable
+        when the deny list does not answer)."""
+        verified = await self._verified(token)
+        if self.revocations is not None and await self.revocations.is_revoked(verified.claims):
+            raise InvalidToken("token revoked")
+        return verified
+
+    async def _verified(self, token: str) -> VerifiedToken:
         remembered = self._cache.get(token)
         if remembered is not None:
             verified, kid, key, until = remembered

@@ -210,6 +210,13 @@ class UsersClient(Backend):
             raise FormError(_problem_fields(response))
         raise self.unexpected(response)
 
+    async def log_out(self, token: str) -> None:
+        """Revokes the session's token at the users service, so that no service accepts it
+        again; a token it already refuses (401) is as good as revoked."""
+        response = await self.call("POST", "/api/logout/", headers=_bearer(token))
+        if response.status_code not in (204, 401):
+            raise self.unexpected(response)
+
     async def signup_enabled(self) -> bool:
         response = await self.call("GET", "/api/features/")
         if response.status_code != 200:

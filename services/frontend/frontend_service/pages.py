@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextlib import suppress
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -240,7 +241,12 @@ async def login(
 
 
 @router.post("/logout", summary="Log out")
-async def logout(visit: VisitDep) -> Response:
+async def logout(visit: VisitDep, users: UsersDep) -> Response:
+    # The cookie goes even when the users service cannot revoke the token (backends.py logged
+    # why): the token then stays valid until it expires, but this browser no longer holds it.
+    if visit.session:
+        with suppress(BackendUnavailable):
+            await users.log_out(visit.session)
     visit.log_out()
     return redirect(visit, "/login", flash="logged_out")
 

@@ -119,6 +119,10 @@ async def test_every_page_but_login_and_signup_works_while_users_is_down(
     assert "The accounts service is unavailable right now" in login.text
     assert 'href="/signup"' not in login.text
     assert_helpful_503(await down.get("/signup"), "The accounts service")
+    # Logging out cannot revoke the token now, but the browser's session ends all the same.
+    logout = await forms.submit(down, "/", "/logout", {})
+    assert logout.status_code == 303
+    assert "mt_session=" in logout.headers["set-cookie"]
 
 
 async def test_an_expired_session_goes_to_the_login_page_with_a_message(

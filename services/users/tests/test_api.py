@@ -246,3 +246,31 @@ async def test_password_and_token_never_reach_the_logs(
     assert '"route":"/api/login/"' in logged  # the access log did run
     for secret in ("hunter2-password", "wrong-password-xyz", token, token[:40]):
         assert secret not in logged
+
+
+async def test_logout_revokes_that_token_only(client: httpx.AsyncClient, users: Any) -> None:
+    await users.create("bruce", "pw")
+    token, other = await users.token("bruce", "pw"), await users.token("bruce", "pw")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/me/", headers=bearer)).status_code == 200
+    assert (await client.post("/api/logout/", headers=bearer)).status_code == 204
+    refused = await client.get("/api/me/", headers=bearer)
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "token revoked"
+    assert (await client.post("/api/logout/", headers=bearer)).status_code == 401
+    me = await client.get("/api/me/", headers={"Authorization": f"Bearer {other}"})
+    assert me.status_code == 200  # the same user's other session goes on
+    assert (await client.post("/api/logout/")).status_code == 401
+
+
+async def test_a_deleted_name_is_never_given_to_a_new_account(
+    client: httpx.AsyncClient, users: Any
+) -> None:
+    # Before: re-registering the name made a new account that owned the old one's thoughts.
+    created = await users.create("temp", "pw")
+    assert (await client.delete(f"/admin/users/{created['id']}/")).status_code == 204
+    again = await client.post("/admin/users/", json={"username": "temp", "password": "new"})
+    assert again.status_code == 409
+    look_alike = await client.post("/admin/users/", json={"username": "TEMP", "password": "x"})
+    assert look_alike.status_code == 409
+    assert (await users.login("temp", "new")).status_code == 401

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.admission import Overloaded
-from users_service.models import User
+from users_service.models import User, utcnow
 from users_service.passwords import Passwords
 from users_service.throttle import CountersUnavailable, LoginThrottle, Throttled
 from users_service.usernames import lookup_key, new_username, username_key
@@ -52,18 +52,35 @@ async def find_user(session: AsyncSession, username: str) -> User | None:
     """The account a name means: its exact row first (every row older than the keys has one),
     else the row holding its key, so `BRUCE` and full-width `bruce` log in as `bruce`."""
     user = await session.scalar(select(User).where(User.username == username))
-    if user is not None:
-        return user
-    key = lookup_key(username)
-    if key is None:
+    if user is None:
+        key = lookup_key(username)
+        if key is None:
+            return None
+        user = await session.scalar(select(User).where(User.username_key == key))
+    return user if user is not None and user.deleted_at is None else None
+
+
+async def find_user_by_id(session: AsyncSession, user_id: int) -> User | None:
+    return await session.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))
+
+
+# Not an argon2 hash: no password verifies against it.
+DELETED_PASSWORD_HASH = "!deleted"  # noqa: S105 - a marker, not a secret
+
+
+async def delete_user(session: AsyncSession, user_id: int) -> str | None:
+    """Marks the account deleted and returns its name (None when there is no such account).
+    The row stays: its name stays taken (migration 0003)."""
+    user = await find_user_by_id(session, user_id)
+    if user is None:
         return None
-    return await session.scalar(select(User).where(User.username_key == key))
-
-
-async def delete_user(session: AsyncSession, user_id: int) -> bool:
-    result = await session.execute(delete(User).where(User.id == user_id))
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(deleted_at=utcnow(), password_hash=DELETED_PASSWORD_HASH)
+    )
     await session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return user.username
 
 
 async def check_login(

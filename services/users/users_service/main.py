@@ -6,7 +6,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from mythoughts_auth import LegacyCompatibility, StaticKeySource, TokenVerifier
+from mythoughts_auth import (
+    LegacyCompatibility,
+    MemoryRevocationList,
+    RedisRevocationList,
+    RevocationList,
+    StaticKeySource,
+    TokenVerifier,
+)
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from users_service import __version__
 from users_service.metrics import LoginMetrics
@@ -63,6 +70,16 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
 
     async def stop(app: FastAPI) -> None:
         await app.state.throttle.close()
+        await revocations.close()
+
+    # Logged-out tokens and deleted accounts (mythoughts_auth.revocation): in Redis, shared with
+    # every replica and with thoughts and tasks (given the same REDIS_URL); else this process's.
+    revocations: RevocationList = (
+        # Believed for no time: the service that revokes sees its own revocations at once.
+        RedisRevocationList(settings.redis_url, settings.redis_prefix, recheck_seconds=0)
+        if settings.redis_url
+        else MemoryRevocationList()
+    )
 
     app = create_service_app(
         settings,
@@ -81,6 +98,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
                     issuer=settings.jwt_issuer,
                     audience=settings.jwt_audience,
                     legacy=legacy,
+                    revocations=revocations,
                 ),
             },
         ),

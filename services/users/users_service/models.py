@@ -27,3 +27,6 @@ class User(Base):
     username_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     creation: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when the account is deleted: the row stays so that its name is never given to a new
+    # account, which would inherit the thoughts owned by that name (migration 0003).
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
-from mythoughts_auth import CurrentUser
+from mythoughts_auth import CurrentToken, CurrentUser, RevocationList, RevocationUnavailable
 from servicekit import FlagsDep, SessionDep, body_openapi, form_or_json
 from servicekit.problems import problem_openapi_response, problem_response
 from users_service.accounts import (
@@ -19,6 +20,7 @@ from users_service.accounts import (
     create_user,
     delete_user,
     find_user,
+    find_user_by_id,
 )
 from users_service.metrics import LoginMetrics
 from users_service.passwords import Passwords
@@ -60,7 +62,14 @@ async def get_signing_keys(request: Request) -> SigningKeys:
     return keys
 
 
+async def get_revocations(request: Request) -> RevocationList:
+    revocations: RevocationList | None = request.app.state.token_verifier.revocations
+    assert revocations is not None  # the users service always keeps one (main.py)
+    return revocations
+
+
 SettingsDep = Annotated[UsersSettings, Depends(get_settings)]
+RevocationsDep = Annotated[RevocationList, Depends(get_revocations)]
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 SigningKeysDep = Annotated[SigningKeys, Depends(get_signing_keys)]
@@ -197,6 +206,34 @@ async def me(username: CurrentUser, session: SessionDep) -> UserOut:
 SIGNUP_FLAG = "signup"
 
 
+@api.post(
+    "/api/logout/",
+    status_code=204,
+    summary="Log out: this token is refused from now on by every service",
+    dependencies=[Depends(_docs_login)],
+    responses={
+        400: problem_openapi_response("A token without an id (jti) cannot be revoked"),
+        401: problem_openapi_response("Missing or invalid token"),
+        503: problem_openapi_response("The revocation list is unavailable; see Retry-After"),
+    },
+)
+async def logout(token: CurrentToken, revocations: RevocationsDep) -> Response:
+    jti = token.claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise HTTPException(400, "this token has no id (jti) and cannot be revoked")
+    await _revoking(revocations.revoke_token(jti, float(token.claims["exp"])))
+    return Response(status_code=204)
+
+
+async def _revoking(revocation: Awaitable[None]) -> None:
+    try:
+        await revocation
+    except RevocationUnavailable:
+        raise HTTPException(
+            503, "the revocation list is unavailable", headers={"Retry-After": "5"}
+        ) from None
+
+
 @api.get("/api/features/", summary="Which optional features this server has enabled")
 async def features(
     settings: SettingsDep,
@@ -267,8 +304,22 @@ async def admin_create_user(
     responses={404: problem_openapi_response("No such user")},
 )
 async def admin_delete_user(
-    session: SessionDep, user_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    session: SessionDep,
+    settings: SettingsDep,
+    revocations: RevocationsDep,
+    user_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
 ) -> Response:
-    if not await delete_user(session, user_id):
+    # Revoked first: should the deletion fail, the account's tokens are refused anyway, and
+    # a repeated DELETE finishes it; the other order would leave live tokens of a gone account.
+    user = await find_user_by_id(session, user_id)
+    if user is None:
         raise HTTPException(404, f"no user with id {user_id}")
+    await _revoking(
+        revocations.revoke_user(user.username, settings.token_ttl_seconds + REVOCATION_MARGIN)
+    )
+    await delete_user(session, user_id)
     return Response(status_code=204)
+
+
+# Beyond the longest token lifetime: verifiers accept an expired token for their leeway (30 s).
+REVOCATION_MARGIN = 300
