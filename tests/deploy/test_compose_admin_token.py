@@ -26,8 +26,8 @@ def test_every_compose_server_reads_the_admin_token_from_the_secret() -> None:
         if str(service.get("image", "")).startswith("mythoughts/")
         and service.get("restart") != "no"  # one-shot jobs serve no routes
     }
-    assert ours == SERVERS
-    for name in SERVERS:
+    assert ours >= SERVERS  # and their replicas (users-2 ...)
+    for name in ours:
         service = compose["services"][name]
         assert service["environment"]["ADMIN_TOKEN_FILE"] == "/run/secrets/admin_token", name
         assert "ADMIN_TOKEN" not in service["environment"], name  # never the token itself
@@ -63,3 +63,17 @@ def test_the_token_is_generated_once_long_and_git_ignored(tmp_path: Path) -> Non
 
 def test_the_readme_names_the_token_file() -> None:
     assert TOKEN_FILE in (ROOT / "README.md").read_text()
+
+
+def test_every_token_verifier_reads_the_users_services_revocation_list() -> None:
+    """Issue 14 item 12: thoughts and tasks refuse logged-out tokens only when they read the
+    users service's Redis (mythoughts_auth.revocation)."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    users_redis = services["users"]["environment"]["REDIS_URL"]
+    verifiers = [name for name in services if name.split("-")[0] in ("thoughts", "tasks")]
+    verifiers = [name for name in verifiers if not name.endswith("migrate")]
+    assert {"thoughts", "tasks"} <= set(verifiers)
+    for name in verifiers:
+        assert services[name]["environment"]["REDIS_URL"] == users_redis, name
+        assert "redis" in services[name]["depends_on"], name
