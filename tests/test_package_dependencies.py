@@ -172,3 +172,17 @@ def test_a_service_starts_up_with_only_its_own_dependencies(service: str) -> Non
         and not {name.lower().replace("_", "-") for name in providers[module]} & allowed
     }
     assert not foreign, f"{service} imports at start-up what it does not depend on: {foreign}"
+
+
+@pytest.mark.parametrize("package", RUNTIME_PACKAGES + DEVELOPMENT_PACKAGES)
+def test_every_subpackage_is_listed_so_that_it_is_installed(package: str) -> None:
+    # The development venv installs editable (the source folders are on the path), so a
+    # subpackage left out of `packages` works there and is missing from an image's install.
+    setup = tomllib.loads((ROOT / package / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT / package).parts)
+        for module in _own_modules(package)
+        for init in (ROOT / package / module).rglob("__init__.py")
+    }
+    assert found <= listed, f"add {sorted(found - listed)} to packages in {package}/pyproject.toml"
