@@ -242,3 +242,85 @@ def unreachable_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/.well-known/jwks.json"
+
+
+# The tokens that verification refuses, each with the reason it gives: one table for every test
+# that takes `build` and `reason` (the verifier's own and the FastAPI dependency's), so that the
+# two cannot drift apart. `build(tokens)` makes the token from the session's TokenFactory.
+BAD_TOKENS = [
+    pytest.param(lambda t: "garbage", "malformed token", id="garbage"),
+    pytest.param(lambda t: t.unsigned(), "algorithm not allowed", id="alg-none"),
+    pytest.param(
+        lambda t: t.hs256_with_public_pem(), "algorithm not allowed", id="hs256-key-confusion"
+    ),
+    pytest.param(
+        lambda t: t.tampered(username="admin"),
+        "signature verification failed",
+        id="tampered-payload",
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(exp=int(time.time()) - 3600)),
+        "token expired",
+        id="expired",
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(nbf=int(time.time()) + 3600)),
+        "token not yet valid",
+        id="nbf-in-future",
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(iat=int(time.time()) + 3600, exp=int(time.time()) + 7200)),
+        "token issued in the future",
+        id="iat-in-future",
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(iat="yesterday")), "malformed iat claim", id="iat-not-number"
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(iss="https://evil.example")), "wrong issuer", id="issuer"
+    ),
+    pytest.param(lambda t: t.sign(t.claims(aud="other-system")), "wrong audience", id="aud"),
+    pytest.param(
+        lambda t: t.sign(kid="nope", signing_kid="key-2024"),
+        "unknown signing key",
+        id="unknown-kid",
+    ),
+    pytest.param(lambda t: t.sign(kid=None), "missing key id", id="missing-kid"),
+    pytest.param(
+        lambda t: t.sign(t.claims(without=("exp",))), "missing exp claim", id="missing-exp"
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(without=("iat",))), "missing iat claim", id="missing-iat"
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(without=("iss",))), "missing iss claim", id="missing-iss"
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(without=("aud",))), "missing aud claim", id="missing-aud"
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(without=("username",))),
+        "missing username claim",
+        id="missing-username",
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(username=42)),
+        "username claim must be a non-empty string",
+        id="username-not-string",
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(username=["Mary"])),
+        "username claim must be a non-empty string",
+        id="username-a-list",
+    ),
+    pytest.param(
+        lambda t: t.sign(t.claims(username="")),
+        "username claim must be a non-empty string",
+        id="username-empty",
+    ),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if {"build", "reason"} <= set(metafunc.fixturenames):
+        metafunc.parametrize(("build", "reason"), BAD_TOKENS)
