@@ -1,23 +1,23 @@
 """Fixtures for the thoughts service: a fresh migrated database per test (SQLite and PostgreSQL),
-the app in-process, and access tokens signed with a key generated for this test session."""
+the app in-process (testkit's StartedApps, as the other suites), and access tokens signed with a
+key generated for this test session."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from testkit import DatabaseFactory
+from testkit import DatabaseFactory, StartedApps
 from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.models import Thought
 from thoughts_service.settings import ThoughtsSettings
@@ -103,18 +103,23 @@ def make_settings(database_url: str, keys_dir: Path) -> Callable[..., ThoughtsSe
 
 
 @pytest.fixture
-async def app(make_settings: Callable[..., ThoughtsSettings]) -> AsyncIterator[FastAPI]:
+async def started(
+    started_apps: StartedApps, make_settings: Callable[..., ThoughtsSettings]
+) -> tuple[FastAPI, httpx.AsyncClient]:
+    """The app, started (lifespan included) as every suite starts its apps, and its client."""
     application = create_app(make_settings())
-    async with LifespanManager(application):
-        yield application
+    http = await started_apps.client(application, base_url="http://thoughts.test")
+    return application, http
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://thoughts.test"
-    ) as http:
-        yield http
+def app(started: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
+    return started[0]
+
+
+@pytest.fixture
+def client(started: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return started[1]
 
 
 @pytest.fixture
