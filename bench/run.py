@@ -17,6 +17,10 @@ What it does, in order:
    /healthz ceiling), the resident memory of every worker process, the targets met or missed;
    the same as JSON in bench/results/ with the machine, versions, date and data size.
 
+With --open-loop, "thought by id", "create thought" and "frontend home" run again at fixed
+arrival rates of 50 % and 80 % of their measured req/s (bench/openloop.py: latency from each
+request's scheduled send, no coordinated omission); p50/p99/p99.9 go in the table and the JSON.
+
 Exit status 1 when any request failed (socket error, timeout or non-2xx), when an acknowledged
 thought is missing from the database, or with --check-targets when a target is missed.
 """
@@ -24,11 +28,13 @@ thought is missing from the database, or with --check-targets when a target is m
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import importlib.metadata
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import sqlite3
@@ -42,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from openloop import OpenLoopResult, Request, run_open_loop
 
 from devtools.stack import Ports, Stack
 from devtools.synthetic_thoughts import COMMON_WORD, RARE_EVERY, RARE_WORD
@@ -89,6 +96,9 @@ TARGETS = (
     Target("create thought", ">= 30% of the /healthz rate", lambda s: s["ceiling_ratio"] >= 0.3),
 )
 RSS_LIMIT_MB = 150
+# --open-loop: these scenarios again at fixed arrival rates, fractions of their measured maximum.
+OPEN_LOOP_SCENARIOS = ("thought by id", "create thought", "frontend home")
+OPEN_LOOP_LOADS = (0.5, 0.8)
 
 
 @dataclass
@@ -526,6 +536,74 @@ def sanity_check(url: str, scenario: Scenario) -> None:
         raise RuntimeError(f"{scenario.name}: {url}: {problem}")
 
 
+def open_loop_requests(scenario: Scenario) -> Callable[[int], Request]:
+    """The scenario's request as bench/openloop.py sends it (what its Lua script does for wrk)."""
+    headers = dict(scenario.headers)
+    if scenario.script == "random_id.lua":
+        low, high = int(scenario.env["BENCH_MIN_ID"]), int(scenario.env["BENCH_MAX_ID"])
+        chooser = random.Random(0)
+        return lambda i: Request("GET", f"/api/thoughts/{chooser.randint(low, high)}/", headers)
+    if scenario.body is not None:
+        headers["Content-Type"] = "application/json"
+        body = scenario.body
+
+        def posted(i: int) -> Request:
+            numbered = {**body, "text": f"Open-loop thought {i}: {body['text']}"}
+            return Request(scenario.method, scenario.path, headers, json.dumps(numbered).encode())
+
+        return posted
+    return lambda i: Request(scenario.method, scenario.path, headers)
+
+
+def run_open_loop_levels(
+    base_url: str, scenario: Scenario, closed_loop_rps: float, *, seconds: int, timeout: int
+) -> list[dict[str, Any]]:
+    """The scenario at each of OPEN_LOOP_LOADS times its closed-loop maximum, in this run."""
+    make_request = open_loop_requests(scenario)
+    rows = []
+    for load in OPEN_LOOP_LOADS:
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+            measured: OpenLoopResult = runner.run(
+                run_open_loop(
+                    base_url,
+                    make_request,
+                    rate=closed_loop_rps * load,
+                    seconds=seconds,
+                    request_timeout=timeout,
+                    warm_connections=32,  # as many as wrk's closed loop keeps open
+                )
+            )
+        row = {"name": scenario.name, "load": load, **asdict(measured)}
+        del row["samples"]
+        rows.append(row)
+        say(
+            f"  {scenario.name:<20} open loop {load:.0%} = {measured.offered_rps:>6.0f} req/s "
+            f"(sent {measured.achieved_rps:.0f}/s)  p50 {measured.p50_ms:.2f}  "
+            f"p99 {measured.p99_ms:.2f}  p99.9 {measured.p999_ms:.2f} ms  errors {measured.errors}"
+        )
+    return rows
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when installed (the services run on it too): less generator CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def print_open_loop_table(rows: list[dict[str, Any]]) -> None:
+    say("")
+    say("| scenario | load | offered req/s | sent req/s | p50 ms | p99 ms | p99.9 ms | errors |")
+    say("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        say(
+            f"| {r['name']} | {r['load']:.0%} | {r['offered_rps']:,.0f} | {r['achieved_rps']:,.0f} "
+            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['errors']} |"
+        )
+
+
 # The run ---------------------------------------------------------------------------------------
 
 
@@ -674,6 +752,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra setting for every service (e.g. LOG_LEVEL=WARNING), to measure a change",
     )
     parser.add_argument(
+        "--open-loop",
+        action="store_true",
+        help="also run " + ", ".join(OPEN_LOOP_SCENARIOS) + " at fixed arrival rates of 50 %% "
+        "and 80 %% of their measured maximum (bench/openloop.py), --duration seconds each",
+    )
+    parser.add_argument(
         "--check-targets", action="store_true", help="exit 1 when a target is missed, too"
     )
     parser.add_argument(
@@ -713,6 +797,7 @@ class Run:
     memory: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     created_check: dict[str, int] = field(default_factory=dict)
+    open_loop: list[dict[str, Any]] = field(default_factory=list)  # --open-loop rows
 
 
 def prepare_data(databases: Databases, args: argparse.Namespace) -> DataFacts:
@@ -833,6 +918,15 @@ def run_scenarios(
                 f"  {result.name:<20} {result.rps:>8.0f} req/s  p99 {result.p99_ms:>8.2f} ms  "
                 f"errors {result.errors}"
             )
+            if args.open_loop and scenario.name in OPEN_LOOP_SCENARIOS:
+                run.open_loop += run_open_loop_levels(
+                    services[scenario.service].url,
+                    scenario,
+                    result.rps,
+                    seconds=args.duration,
+                    timeout=args.timeout,
+                )
+                databases.query("thoughts", "DELETE FROM thoughts WHERE username = ?", WRITER)
         for service in services.values():
             run.memory[service.name] = [memory_of(pid) for pid in service.workers()]
     finally:
@@ -843,6 +937,9 @@ def run_scenarios(
         r.ceiling_ratio = round(r.rps / ceiling, 3) if ceiling else 0.0
         if r.errors:
             run.failures.append(f"{r.name}: {r.errors} failed requests ({r.statuses})")
+    for row in run.open_loop:
+        if row["errors"]:
+            run.failures.append(f"{row['name']} open loop {row['load']:.0%}: {row['statuses']}")
     return run
 
 
@@ -864,6 +961,8 @@ def report(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {os.cpu_count()} cores"
     )
     print_table(run.results, run.memory)
+    if run.open_loop:
+        print_open_loop_table(run.open_loop)
     if run.created_check:
         say(
             "create thought: {acknowledged_201} acknowledged (201), {rows_added} rows added".format(
@@ -912,6 +1011,7 @@ def report(
             "load_seconds": round(facts.load_seconds, 1),
         },
         "scenarios": [asdict(r) for r in run.results],
+        "open_loop": run.open_loop,
         "create_thought_check": run.created_check,
         "memory_mb": run.memory,
         "targets": verdicts,

@@ -43,6 +43,7 @@ def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: 
             sys.executable,
             str(ROOT / "bench" / "run.py"),
             "--quick",
+            "--open-loop",
             "--work-dir",
             str(tmp_path / "work"),
             "--results-dir",
@@ -63,6 +64,16 @@ def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: 
     for scenario in report["scenarios"]:
         assert scenario["requests"] > 0, scenario
         assert scenario["non_2xx"] == scenario["socket_errors"] == scenario["timeouts"] == 0
+    # --open-loop: each of its scenarios at 50 % and 80 % of its measured maximum, none failed
+    open_loop = {(row["name"], row["load"]) for row in report["open_loop"]}
+    assert open_loop == {
+        (name, load)
+        for name in ("thought by id", "create thought", "frontend home")
+        for load in (0.5, 0.8)
+    }
+    for row in report["open_loop"]:
+        assert row["requests"] > 0, row
+        assert row["errors"] == 0, row
     created = report["create_thought_check"]
     assert created["acknowledged_201"] > 0
     assert created["rows_added"] >= created["acknowledged_201"]

@@ -1,0 +1,117 @@
+"""bench/openloop.py measures without coordinated omission.
+
+A tiny HTTP server started here answers at once, except that it stalls every request for
+STALL seconds once, when its STALL_AT-th request arrives. An open-loop generator keeps sending
+on schedule during the stall, so every request due in the stall must show a latency of at
+least (end of stall - its scheduled time): up to ~STALL. A closed-loop measurement (from the
+moment a request was actually sent on its only connection) would show one slow request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 200.0
+SECONDS = 2.0
+STALL = 0.5
+STALL_AT = 100  # the ~0.5 s mark at RATE
+
+
+def _openloop() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("openloop", ROOT / "bench" / "openloop.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["openloop"] = module  # dataclasses resolve their annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+openloop = _openloop()
+
+
+class StallingServer:
+    """HTTP/1.1 keep-alive server; one stall of STALL seconds for every request in flight."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stall: tuple[float, float] | None = None  # loop times of its start and end
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                self.count += 1
+                now = loop.time()
+                if self.count == STALL_AT:
+                    self.stall = (now, now + STALL)
+                if self.stall and now < self.stall[1]:
+                    # the simulated slow server (a garbage-collection pause, a lock), not ordering
+                    await asyncio.sleep(self.stall[1] - now)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def run(self, max_connections: int) -> object:
+        server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await openloop.run_open_loop(
+                f"http://127.0.0.1:{port}",
+                lambda i: openloop.Request("GET", f"/{i}"),
+                rate=RATE,
+                seconds=SECONDS,
+                max_connections=max_connections,
+            )
+
+
+async def test_requests_due_during_a_stall_carry_the_stall_and_the_rate_holds() -> None:
+    server = StallingServer()
+    result = await server.run(max_connections=1000)
+
+    assert result.requests == round(RATE * SECONDS)
+    assert result.errors == 0
+    assert abs(result.achieved_rps - RATE) / RATE < 0.05, result.achieved_rps
+    assert server.stall is not None
+    start, end = server.stall
+    during = [s for s in result.samples if start <= s.scheduled < end]
+    # ~100 requests were due in the stall; the generator sent them on time, on new connections
+    assert len(during) >= 0.8 * RATE * STALL, len(during)
+    for sample in during:
+        assert sample.latency >= (end - sample.scheduled) - 0.005, sample
+    assert result.max_ms >= 0.9 * STALL * 1000
+    assert result.connections >= len(during)  # a slow answer never held back the next send
+    assert result.p50_ms < 50  # outside the stall the server answers at once
+
+
+async def test_latency_counts_from_the_schedule_when_sends_have_to_wait() -> None:
+    # One connection: the requests due in the stall queue behind the stalled one, as they would
+    # in a closed loop. Measured from their actual send, only one would look slow; measured from
+    # their schedule, each carries its wait.
+    server = StallingServer()
+    result = await server.run(max_connections=1)
+
+    assert result.requests == round(RATE * SECONDS)
+    assert result.errors == 0
+    assert result.connections == 1
+    from_send = [s.done - s.sent for s in result.samples]
+    from_schedule = [s.latency for s in result.samples]
+    assert sum(1 for x in from_send if x > STALL / 2) == 1
+    assert sum(1 for x in from_schedule if x > STALL / 2) >= 0.4 * RATE * STALL
+    assert result.max_ms >= 0.9 * STALL * 1000
+    assert result.send_lag_p99_ms >= 0.5 * STALL * 1000
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(x) for x in range(1, 1001)]
+    assert openloop.percentile(values, 0.5) == 500
+    assert openloop.percentile(values, 0.99) == 990
+    assert openloop.percentile(values, 0.999) == 999
+    assert openloop.percentile([], 0.5) == 0.0
