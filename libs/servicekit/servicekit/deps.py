@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 import httpx
 from fastapi import Depends, Request
@@ -13,8 +13,32 @@ from servicekit.db import Database
 from servicekit.flags import Flags
 from servicekit.metrics import Metrics
 
-# Every dependency here is `async def`, even those that never await: FastAPI runs a plain `def`
-# dependency in a worker thread, a thread hop per request that costs more than the function.
+T = TypeVar("T")
+
+
+def from_state(name: str) -> Any:
+    """The dependency of one key of the app's state, for a one-line declaration:
+    `MetricsDep = Annotated[Metrics, from_state("metrics")]` (the Annotated type is what the
+    route sees; the app factory put the value there)."""
+
+    # async, though it never awaits: FastAPI runs a plain `def` dependency in a worker thread,
+    # a thread hop per request that costs more than the function. Said here, once.
+    async def read(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    read.__name__ = f"state_{name}"
+    return Depends(read)
+
+
+def from_request(build: Callable[[Request], T]) -> Any:
+    """The dependency of a plain function of the request (which other code may also call
+    directly), run on the event loop rather than in a worker thread (see from_state)."""
+
+    async def run(request: Request) -> T:
+        return build(request)
+
+    run.__name__ = build.__name__
+    return Depends(run)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -23,22 +47,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_http_client(request: Request) -> httpx.AsyncClient:
-    client: httpx.AsyncClient = request.app.state.http
-    return client
-
-
-async def get_metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-async def get_flags(request: Request) -> Flags:
-    flags: Flags = request.app.state.flags
-    return flags
-
-
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-FlagsDep = Annotated[Flags, Depends(get_flags)]
+HttpClientDep = Annotated[httpx.AsyncClient, from_state("http")]
+MetricsDep = Annotated[Metrics, from_state("metrics")]
+FlagsDep = Annotated[Flags, from_state("flags")]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
@@ -28,6 +28,7 @@ from frontend_service.csrf import CSRF_FIELD, CsrfSigner, new_nonce
 from frontend_service.metrics import FrontendMetrics
 from frontend_service.settings import FrontendSettings
 from servicekit.context import current_request_id
+from servicekit.deps import from_request
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
@@ -222,31 +223,11 @@ def get_thoughts(request: Request) -> ThoughtsClient:
     return ThoughtsClient(get_settings(request).thoughts_url, request.app.state.http)
 
 
-# The dependencies proper are `async def` wrappers: FastAPI runs a plain `def` dependency in a
-# worker thread, a thread hop per request that costs more than the function (servicekit.deps).
-# The plain functions stay for the code that calls them directly (error pages).
-
-
-async def _settings_dependency(request: Request) -> FrontendSettings:
-    return get_settings(request)
-
-
-async def _visit_dependency(request: Request) -> Visit:
-    return get_visit(request)
-
-
-async def _users_dependency(request: Request) -> UsersClient:
-    return get_users(request)
-
-
-async def _thoughts_dependency(request: Request) -> ThoughtsClient:
-    return get_thoughts(request)
-
-
-SettingsDep = Annotated[FrontendSettings, Depends(_settings_dependency)]
-VisitDep = Annotated[Visit, Depends(_visit_dependency)]
-UsersDep = Annotated[UsersClient, Depends(_users_dependency)]
-ThoughtsDep = Annotated[ThoughtsClient, Depends(_thoughts_dependency)]
+# The plain functions serve the code that calls them directly too (error pages).
+SettingsDep = Annotated[FrontendSettings, from_request(get_settings)]
+VisitDep = Annotated[Visit, from_request(get_visit)]
+UsersDep = Annotated[UsersClient, from_request(get_users)]
+ThoughtsDep = Annotated[ThoughtsClient, from_request(get_thoughts)]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
-
+from servicekit.deps import from_state
 from servicekit.metrics import Metrics
 from tasks_service.models import SHARED_LIST
 
@@ -36,10 +35,4 @@ class TaskMetrics:
         self.changes.labels(operation, owner_label, "done" if found else "not_found").inc()
 
 
-async def get_task_metrics(request: Request) -> TaskMetrics:
-    # async: a plain `def` dependency would run in a worker thread (servicekit.deps).
-    metrics: TaskMetrics = request.app.state.task_metrics
-    return metrics
-
-
-TaskMetricsDep = Annotated[TaskMetrics, Depends(get_task_metrics)]
+TaskMetricsDep = Annotated[TaskMetrics, from_state("task_metrics")]

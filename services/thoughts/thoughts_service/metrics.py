@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
-
+from servicekit.deps import from_state
 from servicekit.metrics import Metrics
 from thoughts_service.repository import SearchStrategy
 
@@ -33,10 +32,4 @@ class ThoughtMetrics:
         self.count_jwks_refresh = metrics.jwks_refresh_counter()
 
 
-async def get_thought_metrics(request: Request) -> ThoughtMetrics:
-    # async: a plain `def` dependency would run in a worker thread (servicekit.deps).
-    metrics: ThoughtMetrics = request.app.state.thought_metrics
-    return metrics
-
-
-ThoughtMetricsDep = Annotated[ThoughtMetrics, Depends(get_thought_metrics)]
+ThoughtMetricsDep = Annotated[ThoughtMetrics, from_state("thought_metrics")]

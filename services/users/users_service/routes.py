@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from mythoughts_auth import CurrentToken, CurrentUser, RevocationList, RevocationUnavailable
 from servicekit import FlagsDep, SessionDep, body_openapi, form_or_json
+from servicekit.deps import from_state
 from servicekit.problems import problem_openapi_response, problem_response
 from users_service.accounts import (
     CountersUnavailable,
@@ -38,29 +39,6 @@ from users_service.settings import UsersSettings
 from users_service.signing import SigningKeys
 from users_service.throttle import LoginThrottle
 
-# The dependencies are `async def` although they never await: FastAPI runs a plain `def`
-# dependency in a worker thread, a thread hop per request (servicekit.deps).
-
-
-async def get_settings(request: Request) -> UsersSettings:
-    settings: UsersSettings = request.app.state.settings
-    return settings
-
-
-async def get_passwords(request: Request) -> Passwords:
-    passwords: Passwords = request.app.state.passwords
-    return passwords
-
-
-async def get_throttle(request: Request) -> LoginThrottle:
-    throttle: LoginThrottle = request.app.state.throttle
-    return throttle
-
-
-async def get_signing_keys(request: Request) -> SigningKeys:
-    keys: SigningKeys = request.app.state.signing_keys
-    return keys
-
 
 async def get_revocations(request: Request) -> RevocationList:
     revocations: RevocationList | None = request.app.state.token_verifier.revocations
@@ -68,11 +46,11 @@ async def get_revocations(request: Request) -> RevocationList:
     return revocations
 
 
-SettingsDep = Annotated[UsersSettings, Depends(get_settings)]
+SettingsDep = Annotated[UsersSettings, from_state("settings")]
 RevocationsDep = Annotated[RevocationList, Depends(get_revocations)]
-PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
-ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
-SigningKeysDep = Annotated[SigningKeys, Depends(get_signing_keys)]
+PasswordsDep = Annotated[Passwords, from_state("passwords")]
+ThrottleDep = Annotated[LoginThrottle, from_state("throttle")]
+SigningKeysDep = Annotated[SigningKeys, from_state("signing_keys")]
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: problem_openapi_response("Wrong username or password")
