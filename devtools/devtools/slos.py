@@ -69,10 +69,10 @@ OBJECTIVES = (
     Objective(
         "users-login",
         "users",
-        ("/api/login/", "/api/token", "/api/users/"),
+        ("/api/login/", "/api/token", "/api/users/", "/api/logout/"),
         "POST",
         1.0,
-        "log in, get a token, sign up (an argon2id hash each, by design slow)",
+        "log in, get a token, sign up (an argon2id hash each, by design slow), log out",
     ),
     Objective(
         "users-read",
