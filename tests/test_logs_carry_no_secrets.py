@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 from devtools.observed import ALL_SERVICES, ObservedSystem, SessionSecrets
+from devtools.pytest_plugin import JWT
+from devtools.testing import LocalSystem
 
 
 def test_no_log_line_carries_a_password_token_or_cookie(
@@ -38,3 +40,13 @@ def test_no_log_line_carries_a_password_token_or_cookie(
     assert not leaks, leaks
     # JWTs have a recognisable shape: none at all in any line, whichever session made it.
     assert not [line for _, line in lines if '"eyJ' in line or " eyJ" in line or "=eyJ" in line]
+
+
+def test_the_end_of_session_check_recognises_every_token(system: LocalSystem) -> None:
+    # devtools.pytest_plugin searches every service's log of the whole run with this pattern
+    # when the session ends: it must see a real token, as a header value or a cookie, and
+    # nothing else the logs are full of.
+    token = system.login_token("bruce", "bruce").removeprefix("Bearer ")
+    for line in (f"Authorization: Bearer {token}", f"session={token}; Path=/", token):
+        assert JWT.search(line), line
+    assert not JWT.search('{"request_id":"7f3c2a9b","trace_id":"0af7651916cd43dd8448eb211c80319c"}')
