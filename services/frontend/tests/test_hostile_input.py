@@ -21,8 +21,12 @@ READABLE = _claims(username="bruce", exp=int(time.time()) + 3600)
 
 
 @pytest.mark.parametrize("path", ["/", "/search?search=coffee", "/login", "/thoughts/"])
+# Named ids: the payload's expiry comes from the clock, and xdist's workers must collect the
+# same test names however long apart they collect.
 @pytest.mark.parametrize(
-    "token", ["caf\u00e9.\u2603.token", f"eyJhbGciOiJSUzI1NiJ9.{READABLE}.sign\u00e9ture"]
+    "token",
+    ["caf\u00e9.\u2603.token", f"eyJhbGciOiJSUzI1NiJ9.{READABLE}.sign\u00e9ture"],
+    ids=["non-ascii-garbage", "readable-payload-non-ascii-signature"],
 )
 async def test_a_non_ascii_session_cookie_is_no_session(frontend, path, token):
     """A browser sends whatever bytes a cookie was set to; no token of ours is anything but
