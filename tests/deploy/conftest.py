@@ -1,6 +1,6 @@
-"""What the Kubernetes tests share: `kustomize`, kubectl's Kustomize rendering a folder, loaded.
-
-kubectl missing skips these tests locally and fails them under CI=true.
+"""What the deployment tests share: `kustomize`, kubectl's Kustomize rendering a folder, loaded
+(kubectl missing skips those tests locally and fails them under CI=true), and
+`build_service_images`, the images the compose and kubelet tests run.
 """
 
 from __future__ import annotations
@@ -42,3 +42,41 @@ def kustomize() -> Kustomize:
         return [yaml.safe_load(yaml.safe_dump(obj)) for obj in _render(path.resolve())]
 
     return render
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# The version the images built for the tests carry (beside this tree's commit).
+TEST_VERSION = "9.9.9-test"
+BuildImages = Callable[[bool], dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def build_service_images() -> BuildImages:
+    """`build(official)`: every service image from this tree with `make images`, on the official
+    base images or (False) the Debian stand-ins; returns what each service's /admin/version/
+    then answers ({"version": ..., "commit": ...}). Always built from this tree (from Docker's
+    cache when nothing changed) with the same version and commit for every test, so that an
+    image of the same tag from another checkout never stands in for it."""
+
+    def build(official: bool) -> dict[str, str]:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        result = subprocess.run(
+            [
+                "make",
+                "images",
+                f"OFFLINE_BASE={0 if official else 1}",
+                f"VERSION={TEST_VERSION}",
+                f"COMMIT={commit}",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {"version": TEST_VERSION, "commit": commit}
+
+    return build

@@ -16,6 +16,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,14 +62,8 @@ pytestmark = [
 ]
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 class System:
-    def __init__(self, secrets_dir: Path) -> None:
+    def __init__(self, secrets_dir: Path, version: dict[str, str]) -> None:
         self.env = {
             **os.environ,
             **{k: str(v) for k, v in PORTS.items()},
@@ -77,7 +72,7 @@ class System:
         }
         if os.environ.get("COMPOSE_TEST_OFFICIAL_IMAGES") != "1":
             self.env.update(STANDINS)
-        self.commit = _git("rev-parse", "HEAD")
+        self.version = version  # what /admin/version/ answers: the images' version and commit
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -99,26 +94,11 @@ class System:
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+def system(tmp_path_factory: pytest.TempPathFactory, build_service_images: Any) -> Iterator[System]:
     secrets_dir = tmp_path_factory.mktemp("compose-secrets")
     subprocess.run([str(ROOT / "deploy/compose/secrets.sh"), str(secrets_dir)], check=True)
-    system = System(secrets_dir)
-    offline = "0" if os.environ.get("COMPOSE_TEST_OFFICIAL_IMAGES") == "1" else "1"
-    build = subprocess.run(
-        [
-            "make",
-            "images",
-            f"OFFLINE_BASE={offline}",
-            "VERSION=9.9.9-test",
-            f"COMMIT={system.commit}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
+    version = build_service_images(os.environ.get("COMPOSE_TEST_OFFICIAL_IMAGES") == "1")
+    system = System(secrets_dir, version)
     system.compose("down", "-v", check=False)
     system.up()
     try:
@@ -191,7 +171,7 @@ def test_each_service_answers_its_baked_version_on_its_own_port(system: System) 
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=10,
             )
-        assert answer.json() == {"version": "9.9.9-test", "commit": system.commit}, service
+        assert answer.json() == system.version, service
 
 
 def test_services_run_as_non_root_on_a_read_only_root_filesystem(system: System) -> None:

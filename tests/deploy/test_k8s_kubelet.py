@@ -430,36 +430,13 @@ def _generated_secrets(workdir: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def _build_images() -> None:
-    """The service images, built as tests/deploy/test_compose.py builds them (same version and
-    commit, so that whichever of the two builds finishes last, each test sees what it expects).
-    Always built from this tree (from Docker's cache when nothing changed): an image of the same
-    tag from another checkout on the machine must not stand in for it."""
-    commit = _git("rev-parse", "HEAD")
-    offline = "0" if os.environ.get("K8S_TEST_OFFICIAL_IMAGES") == "1" else "1"
-    build = subprocess.run(
-        ["make", "images", f"OFFLINE_BASE={offline}", "VERSION=9.9.9-test", f"COMMIT={commit}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-
-
 @dataclass
 class Running:
     kubelet: Kubelet
     pods: dict[str, Pod]
     secrets: dict[str, dict[str, str]]
     timings: dict[str, float]
+    version: dict[str, str]  # what /admin/version/ answers: the images' version and commit
 
     def url(self, service: str, port: int) -> str:
         (pod,) = [p for p in self.pods.values() if service in p.aliases]
@@ -468,12 +445,14 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def running(kustomize: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def running(
+    kustomize: Any, tmp_path_factory: pytest.TempPathFactory, build_service_images: Any
+) -> Iterator[Running]:
     if not _engine_answers():
         need("no Docker engine answers (.ci/run starts one)")
     objects = kustomize(LOCAL)
     started = time.monotonic()
-    _build_images()
+    version = build_service_images(os.environ.get("K8S_TEST_OFFICIAL_IMAGES") == "1")
     timings = {"images": time.monotonic() - started}
     workdir = tmp_path_factory.mktemp("kubelet")
     generated = _generated_secrets(workdir)
@@ -529,7 +508,7 @@ def running(kustomize: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     serve(pod)
             list(pool.map(lambda pod: make_ready(kubelet, pod), by_kind["Deployment"]))
             timings["ready"] = time.monotonic() - started
-        yield Running(kubelet, pods, generated, timings)
+        yield Running(kubelet, pods, generated, timings, version)
     finally:
         kubelet.cleanup()
 
@@ -603,7 +582,7 @@ def test_admin_routes_answer_only_the_admin_token_and_metrics_are_where_scraped(
             assert client.get(url).status_code in (401, 403), service
             answer = client.get(url, headers=admin)
             assert answer.status_code == 200, f"{service}: {answer.text}"
-            assert answer.json()["version"] == "9.9.9-test"
+            assert answer.json() == running.version
             assert client.get(f"{running.url(service, port)}/metrics").status_code == 200
         # The frontend's public port has neither (servicekit.surface).
         public = running.url("frontend", 8002)
