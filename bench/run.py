@@ -61,7 +61,9 @@ RESULTS_DIR = BENCH_DIR / "results"
 PASSWORD = "bench-password"  # noqa: S105 - the generated accounts' password (local only)
 WRITER = "bench-writer"  # the account that posts during "create thought"; its rows are removed
 POSTGRES_BASE = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
-PG_DATABASES = {"thoughts": "mythoughts_bench_thoughts", "users": "mythoughts_bench_users"}
+# BENCH_PG_PREFIX lets two benchmarks share one PostgreSQL server without sharing data.
+PG_PREFIX = os.environ.get("BENCH_PG_PREFIX", "mythoughts_bench")
+PG_DATABASES = {"thoughts": f"{PG_PREFIX}_thoughts", "users": f"{PG_PREFIX}_users"}
 PACKAGES = (
     "fastapi",
     "starlette",
