@@ -29,6 +29,7 @@ RUNTIME_PACKAGES = (
     "services/tasks",
 )
 DEVELOPMENT_PACKAGES = ("libs/testkit", "devtools")
+LIBRARIES = ("libs/servicekit", "libs/auth", "libs/testkit")
 
 # Declared but never imported by name: what the code uses through another library.
 USED_WITHOUT_IMPORT = {
@@ -60,22 +61,25 @@ def _imported_distributions(package: str) -> dict[str, set[str]]:
     providers = importlib.metadata.packages_distributions()
     found: dict[str, set[str]] = {}
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
+        for top in _imported_modules(path):
+            if top in sys.stdlib_module_names or top in own or top == "__future__":
                 continue
-            for module in modules:
-                top = module.split(".")[0]
-                if top in sys.stdlib_module_names or top in own or top == "__future__":
-                    continue
-                assert top in providers, f"{path}: no installed distribution provides {top!r}"
-                distributions = frozenset(name.lower().replace("_", "-") for name in providers[top])
-                key = ",".join(sorted(distributions))
-                found.setdefault(key, set()).add(str(path.relative_to(ROOT)))
+            assert top in providers, f"{path}: no installed distribution provides {top!r}"
+            distributions = frozenset(name.lower().replace("_", "-") for name in providers[top])
+            key = ",".join(sorted(distributions))
+            found.setdefault(key, set()).add(str(path.relative_to(ROOT)))
     return found
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The top-level modules that the file imports by name (relative imports left out)."""
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.split(".")[0])
+    return modules
 
 
 @pytest.mark.parametrize("package", RUNTIME_PACKAGES + DEVELOPMENT_PACKAGES)
@@ -186,3 +190,23 @@ def test_every_subpackage_is_listed_so_that_it_is_installed(package: str) -> Non
         for init in (ROOT / package / module).rglob("__init__.py")
     }
     assert found <= listed, f"add {sorted(found - listed)} to packages in {package}/pyproject.toml"
+
+
+@pytest.mark.parametrize("package", [p for p in RUNTIME_PACKAGES if (ROOT / p / "tests").is_dir()])
+def test_a_test_suite_imports_no_other_service_nor_devtools(package: str) -> None:
+    """A package's tests import its own code, the libraries and the test-only testkit: never
+    another service's code (the frontend's tests once signed tokens with the users service's
+    code) nor devtools (which imports every service), so that each suite tests its package
+    alone and a change inside one service cannot break another's tests. What they share lives
+    in testkit (e.g. testkit.tokens, testkit.system)."""
+    workspace = {
+        module
+        for other in RUNTIME_PACKAGES + DEVELOPMENT_PACKAGES
+        for module in _own_modules(other)
+    }
+    allowed = {module for lib in (package, *LIBRARIES) for module in _own_modules(lib)}
+    foreign: dict[str, list[str]] = {}
+    for path in sorted((ROOT / package / "tests").rglob("*.py")):
+        for module in sorted(_imported_modules(path) & workspace - allowed):
+            foreign.setdefault(module, []).append(str(path.relative_to(ROOT)))
+    assert not foreign, f"the tests of {package} import other packages' code: {foreign}"

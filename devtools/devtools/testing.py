@@ -16,6 +16,7 @@ import httpx
 
 from devtools.stack import Ports, Stack
 from testkit import ServiceProcess, free_port
+from testkit.system import RunningSystem
 
 # argon2 at its cheapest and generous address limits: tests log in a lot, from one address.
 TEST_OVERRIDES: dict[str, dict[str, str]] = {
@@ -33,8 +34,9 @@ TEST_OVERRIDES: dict[str, dict[str, str]] = {
 }
 
 
-class LocalSystem:
-    """Some or all services of a Stack as real processes; a context manager."""
+class LocalSystem(RunningSystem):
+    """Some or all services of a Stack as real processes; a context manager. What the services'
+    own test suites use of it is the RunningSystem protocol (mypy checks that it holds)."""
 
     def __init__(
         self,
@@ -70,6 +72,10 @@ class LocalSystem:
                     port=service.port,
                     log_path=root / "logs" / f"{service.name}.log",
                 )
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.stack.keys_dir
 
     def url(self, name: str) -> str:
         port: int = getattr(self.stack.ports, name)

@@ -82,6 +82,9 @@ class DatabaseOptions:
     connect_timeout: float = 2.0
     acquire_timeout: float = 2.0
     query_timeout: float = 3.0
+    # Sees the driver pool of every `driver()` call and returns what the caller gets: the
+    # expand/contract tests' statement recorder (testkit.release_statements). None: the pool.
+    driver_observer: Callable[[DriverPool], DriverPool] | None = None
 
     def __post_init__(self) -> None:
         if self.driver_pool and self.pool_size < 2:
@@ -189,12 +192,6 @@ class Database:
             ),
             self.slow_queries,
         )
-        self._driver_observer: Callable[[DriverPool], DriverPool] | None = None
-
-    def observe_driver(self, wrap: Callable[[DriverPool], DriverPool]) -> None:
-        """Every `driver()` is handed through `wrap` (a recorder of statements for the
-        expand/contract tests, testkit.release_statements); set before the first request."""
-        self._driver_observer = wrap
 
     @property
     def dialect(self) -> str:
@@ -208,15 +205,16 @@ class Database:
     async def driver(self) -> DriverPool:
         """The driver's own connections, for a service's hot statements (servicekit.driver).
 
-        Opened on first use; closed by `dispose()`. With tracing on, each statement is a span.
+        Opened on first use; closed by `dispose()`. With tracing on, each statement is a span;
+        with a `driver_observer`, the caller gets what it returns.
         """
         if not self.options.driver_pool:
             raise RuntimeError("this database was created without a driver pool (driver_pool)")
         pool: DriverPool = await self._driver.get()
         if self._tracing is not None:
             pool = TracedDriverPool(pool, self._tracing, self.dialect)
-        if self._driver_observer is not None:
-            pool = self._driver_observer(pool)
+        if self.options.driver_observer is not None:
+            pool = self.options.driver_observer(pool)
         return pool
 
     def pool_stats(self) -> list[PoolStats]:

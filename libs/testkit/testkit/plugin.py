@@ -1,11 +1,13 @@
 """The pytest plugin of every test suite in the workspace (registered once, in the root
 conftest.py): real databases (`database_factory`, `db_backend`), in-process apps
-(`started_apps`), and the in-memory span exporter (`span_exporter`)."""
+(`started_apps`), access tokens of a key made for the session (`token_signer`, `public_keys_dir`,
+`auth`; testkit.tokens) and the in-memory span exporter (`span_exporter`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from testkit.apps import StartedApps
 from testkit.databases import BACKENDS, DatabaseFactory, need, postgres_available
+from testkit.tokens import TokenSigner
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +46,26 @@ async def started_apps() -> AsyncIterator[StartedApps]:
     apps = StartedApps()
     yield apps
     await apps.aclose()
+
+
+@pytest.fixture(scope="session")
+def token_signer() -> TokenSigner:
+    """Signs access tokens with a key generated for this test session."""
+    return TokenSigner.generate()
+
+
+@pytest.fixture(scope="session")
+def public_keys_dir(token_signer: TokenSigner, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the signer's public key: a verifying service's AUTH_PUBLIC_KEYS_DIR."""
+    path = tmp_path_factory.mktemp("public-keys")
+    token_signer.write_public_key(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def auth(token_signer: TokenSigner) -> Callable[[str], dict[str, str]]:
+    """`auth("bruce")`: the Authorization header of a valid token for bruce."""
+    return token_signer.bearer
 
 
 _SPAN_EXPORTER: Any = None

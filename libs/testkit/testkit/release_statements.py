@@ -8,9 +8,11 @@ against a database migrated to the current head, and fails on the first one the 
 refuses (a dropped or renamed column or table, a new NOT NULL column without a default, a
 narrowed type or a new constraint the old writes break).
 
-Recording: `StatementRecorder(database)` sees every statement that succeeds on that database,
-through SQLAlchemy (sessions, Core) and through the driver pool of the hot paths
-(servicekit.driver), with its parameters, in the order they ran. A service's test drives its
+Recording: a `StatementRecorder` sees every statement that succeeds on a database, with its
+parameters, in the order they ran: through SQLAlchemy (sessions, Core; it listens to the engine's
+events) and through the driver pool of the hot paths (servicekit.driver), which a database
+hands through it only when created with `DatabaseOptions(driver_observer=recorder.observe_driver)`
+(options are given at construction, never changed after). A service's test drives its
 API through a fixed workload with the recorder on and writes the file (see the services'
 tests). Replaying uses the raw drivers (sqlite3, asyncpg) in autocommit, one statement at a
 time, in the recorded order, so that the ids the workload created exist again when a later
@@ -96,13 +98,24 @@ class _RecordingDriverPool:
 
 
 class StatementRecorder:
-    """Records what succeeds on `database` from now on (attach before the app's first request)."""
+    """Records what succeeds on a database: `listen(database)` before the app's first request;
+    a database with a driver pool must also have been created with
+    `driver_observer=recorder.observe_driver`."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self) -> None:
         self.statements: list[Statement] = []
-        self._dialect = database.dialect
+
+    def observe_driver(self, pool: DriverPool) -> DriverPool:
+        return _RecordingDriverPool(pool, self.statements)
+
+    def listen(self, database: Database) -> None:
+        if database.options.driver_pool and database.options.driver_observer != self.observe_driver:
+            # Else the hot paths' statements would be missing from the recording, unnoticed.
+            raise ValueError(
+                "this database has a driver pool: create it with "
+                "DatabaseOptions(driver_observer=recorder.observe_driver)"
+            )
         event.listen(database.engine.sync_engine, "after_cursor_execute", self._after)
-        database.observe_driver(lambda pool: _RecordingDriverPool(pool, self.statements))
 
     def _after(
         self,
@@ -127,13 +140,18 @@ class StatementRecorder:
         ]
 
 
-async def record_workload(app: Any, steps: Callable[[Any], Awaitable[None]]) -> list[Statement]:
-    """Starts `app` in process (lifespan included), runs `await steps(client)` against it with a
-    recorder on its database, and returns what the database was sent."""
+async def record_workload(
+    app: Any,
+    steps: Callable[[Any], Awaitable[None]],
+    recorder: StatementRecorder | None = None,
+) -> list[Statement]:
+    """Starts `app` in process (lifespan included), runs `await steps(client)` against it with
+    `recorder` (a new one by default) on its database, and returns what the database was sent."""
     import httpx
     from asgi_lifespan import LifespanManager
 
-    recorder = StatementRecorder(app.state.db)
+    recorder = recorder or StatementRecorder()
+    recorder.listen(app.state.db)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:

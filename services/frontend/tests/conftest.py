@@ -1,8 +1,9 @@
 """Frontend tests: the app in-process, against the real users and thoughts services as processes.
 
 The backends are our own services, so they are never mocked: the session's local system
-(devtools.pytest_plugin: every service started with `python -m <service> serve` by the same code
-as `make run`). Each test gets fresh frontend apps; each test that logs in uses its own user.
+(the `local_system` fixture: every service started with `python -m <service> serve` by the same
+code as `make run`; testkit.system says what these tests use of it). Each test gets fresh frontend
+apps; each test that logs in uses its own user.
 """
 
 from __future__ import annotations
@@ -10,16 +11,16 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devtools.testing import LocalSystem
 from frontend_service.main import create_app
 from frontend_service.settings import FrontendSettings
 from testkit import StartedApps
+from testkit.system import RunningSystem
+from testkit.tokens import TokenSigner
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -28,12 +29,12 @@ StartFrontend = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
 @pytest.fixture(scope="session")
-def backends(local_system: LocalSystem) -> LocalSystem:
-    """The real users and thoughts services (devtools.pytest_plugin), shared by the session."""
+def backends(local_system: RunningSystem) -> RunningSystem:
+    """The real users and thoughts services (the session's local system)."""
     return local_system
 
 
-def make_settings(backends: LocalSystem, **overrides: Any) -> FrontendSettings:
+def make_settings(backends: RunningSystem, **overrides: Any) -> FrontendSettings:
     values: dict[str, Any] = {
         "users_url": backends.url("users"),
         "thoughts_url": backends.url("thoughts"),
@@ -48,7 +49,7 @@ def make_settings(backends: LocalSystem, **overrides: Any) -> FrontendSettings:
 
 
 @pytest.fixture
-def start_frontend(backends: LocalSystem, started_apps: StartedApps) -> StartFrontend:
+def start_frontend(backends: RunningSystem, started_apps: StartedApps) -> StartFrontend:
     """Starts frontend apps (lifespan included); `start(**settings)` returns a client."""
 
     async def start(**overrides: Any) -> httpx.AsyncClient:
@@ -69,7 +70,7 @@ async def frontend(start_frontend: StartFrontend) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-def user(backends: LocalSystem) -> tuple[str, str]:
+def user(backends: RunningSystem) -> tuple[str, str]:
     """A fresh user (name, password), so tests never share thoughts or login throttling."""
     username = f"user-{uuid.uuid4().hex[:10]}"
     password = f"pw-{uuid.uuid4().hex}"
@@ -108,5 +109,6 @@ def forms() -> type[Forms]:
 
 
 @pytest.fixture
-def keys_dir(backends: LocalSystem) -> Path:
-    return backends.stack.keys_dir
+def users_signer(backends: RunningSystem) -> TokenSigner:
+    """Signs with the running users service's own key: tokens it could have issued."""
+    return TokenSigner.from_keys_dir(backends.keys_dir)

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from testkit import free_port
-from users_service.signing import load_signing_keys
 
 
 class SlowHandler(BaseHTTPRequestHandler):
@@ -126,13 +125,11 @@ async def test_every_page_but_login_and_signup_works_while_users_is_down(
 
 
 async def test_an_expired_session_goes_to_the_login_page_with_a_message(
-    frontend, forms, user, keys_dir
+    frontend, forms, user, users_signer
 ):
     await forms.log_in(frontend, *user)
-    # A token the users service really signed, but whose time is up.
-    expired = load_signing_keys(keys_dir, None).issue(
-        user[0], issuer="mythoughts-users", audience="mythoughts", ttl_seconds=-600
-    )
+    # A token signed with the users service's own key, but whose time is up.
+    expired = users_signer.sign(user[0], exp=int(time.time()) - 600)
     frontend.cookies.set("mt_session", expired, domain="frontend.test")
     response = await frontend.get("/?cursor=AAAAAAAAAAE")
     assert response.status_code == 303
@@ -145,12 +142,10 @@ async def test_an_expired_session_goes_to_the_login_page_with_a_message(
 
 
 async def test_an_expired_session_on_a_form_post_also_goes_to_login(
-    frontend, forms, user, keys_dir
+    frontend, forms, user, users_signer
 ):
     await forms.log_in(frontend, *user)
-    expired = load_signing_keys(keys_dir, None).issue(
-        user[0], issuer="mythoughts-users", audience="mythoughts", ttl_seconds=-600
-    )
+    expired = users_signer.sign(user[0], exp=int(time.time()) - 600)
     # The token runs out while the page with the form is open: the form's CSRF token was made
     # for the session cookie the browser still holds.
     frontend.cookies.set("mt_session", expired, domain="frontend.test")
@@ -163,10 +158,10 @@ async def test_an_expired_session_on_a_form_post_also_goes_to_login(
     assert "Your session has expired" in (await frontend.get("/login")).text
 
 
-async def test_a_public_page_forgets_an_expired_session_quietly(frontend, forms, user, keys_dir):
-    expired = load_signing_keys(keys_dir, None).issue(
-        user[0], issuer="mythoughts-users", audience="mythoughts", ttl_seconds=-600
-    )
+async def test_a_public_page_forgets_an_expired_session_quietly(
+    frontend, forms, user, users_signer
+):
+    expired = users_signer.sign(user[0], exp=int(time.time()) - 600)
     frontend.cookies.set("mt_session", expired, domain="frontend.test")
     response = await frontend.get("/search")
     assert response.status_code == 200

@@ -28,7 +28,7 @@ RELEASE = ReleaseRecordings(
 
 
 async def workload(
-    database_url: str, keys_dir: Path, auth: Callable[[str], dict[str, str]]
+    database_url: str, public_keys_dir: Path, auth: Callable[[str], dict[str, str]]
 ) -> list[Statement]:
     """Every route of the tutorial's contract, on the shared list and on a user's own."""
 
@@ -45,16 +45,19 @@ async def workload(
             await client.post("/task", json={"task": "Again"}, headers=headers)
             assert (await client.post("/tasks/delete", headers=headers)).status_code == 200
 
-    settings = TasksSettings(database_url=database_url, auth_public_keys_dir=keys_dir)
+    settings = TasksSettings(database_url=database_url, auth_public_keys_dir=public_keys_dir)
     return await record_workload(create_app(settings), steps)
 
 
 if os.environ.get("RECORD_RELEASE_STATEMENTS"):
 
     async def test_record_release_statements(
-        database_url: str, keys_dir: Path, auth: Callable[[str], dict[str, str]], db_backend: str
+        database_url: str,
+        public_keys_dir: Path,
+        auth: Callable[[str], dict[str, str]],
+        db_backend: str,
     ) -> None:
-        RELEASE.save(db_backend, await workload(database_url, keys_dir, auth))
+        RELEASE.save(db_backend, await workload(database_url, public_keys_dir, auth))
 
 
 async def test_previous_release_statements_run_on_this_schema(

@@ -11,8 +11,8 @@ from tasks_service.settings import TasksSettings
 from testkit.contract import run_schemathesis
 
 
-def test_api_conforms_to_its_schema(database_url: str, keys_dir: Path, auth: Any) -> None:
-    app = create_app(TasksSettings(database_url=database_url, auth_public_keys_dir=keys_dir))
+def test_api_conforms_to_its_schema(database_url: str, public_keys_dir: Path, auth: Any) -> None:
+    app = create_app(TasksSettings(database_url=database_url, auth_public_keys_dir=public_keys_dir))
     exercised = run_schemathesis(app, headers=auth("schemathesis"), max_examples=20, negative=True)
     assert {
         "GET /",

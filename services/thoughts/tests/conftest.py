@@ -1,19 +1,15 @@
 """Fixtures for the thoughts service: a fresh migrated database per test (SQLite and PostgreSQL),
 the app in-process (testkit's StartedApps, as the other suites), and access tokens signed with a
-key generated for this test session."""
+key generated for this test session (testkit's `token_signer`, `auth`, `public_keys_dir`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -22,64 +18,6 @@ from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.models import Thought
 from thoughts_service.settings import ThoughtsSettings
 
-KID = "thoughts-test-key"
-ISSUER = "mythoughts-users"
-AUDIENCE = "mythoughts"
-
-TokenFactory = Callable[..., str]
-
-
-@pytest.fixture(scope="session")
-def signing_key() -> rsa.RSAPrivateKey:
-    """Generated at test time, never committed."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="session")
-def keys_dir(tmp_path_factory: pytest.TempPathFactory, signing_key: rsa.RSAPrivateKey) -> Path:
-    path = tmp_path_factory.mktemp("public-keys")
-    (path / f"{KID}.pub.pem").write_bytes(
-        signing_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return path
-
-
-@pytest.fixture(scope="session")
-def make_token(signing_key: rsa.RSAPrivateKey) -> TokenFactory:
-    """`make_token("bruce")`; keyword arguments override claims, `key=`/`kid=` the signature."""
-
-    def make(
-        username: str,
-        *,
-        key: rsa.RSAPrivateKey | None = None,
-        kid: str = KID,
-        **claims: Any,
-    ) -> str:
-        now = int(time.time())
-        payload = {
-            "username": username,
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "iat": now,
-            "exp": now + 600,
-            **claims,
-        }
-        return jwt.encode(payload, key or signing_key, algorithm="RS256", headers={"kid": kid})
-
-    return make
-
-
-@pytest.fixture(scope="session")
-def auth(make_token: TokenFactory) -> Callable[[str], dict[str, str]]:
-    """`auth("bruce")`: the Authorization header of a valid token for bruce."""
-
-    def headers(username: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {make_token(username)}"}
-
-    return headers
-
 
 @pytest.fixture
 def database_url(database_factory: DatabaseFactory, db_backend: str) -> str:
@@ -87,11 +25,11 @@ def database_url(database_factory: DatabaseFactory, db_backend: str) -> str:
 
 
 @pytest.fixture
-def make_settings(database_url: str, keys_dir: Path) -> Callable[..., ThoughtsSettings]:
+def make_settings(database_url: str, public_keys_dir: Path) -> Callable[..., ThoughtsSettings]:
     def make(**overrides: Any) -> ThoughtsSettings:
         values: dict[str, Any] = {
             "database_url": database_url,
-            "auth_public_keys_dir": keys_dir,
+            "auth_public_keys_dir": public_keys_dir,
             "version_name": "0.1.0",
             "version_sha": "test",
             "db_pool_size": 2,

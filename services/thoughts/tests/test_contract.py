@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+
+from testkit.tokens import TokenSigner, generate_private_key
 
 
 def is_utc_iso8601(value: str) -> bool:
@@ -189,22 +190,24 @@ class TestAuthentication:
             assert response.headers["www-authenticate"].startswith("Bearer")
 
     async def test_401_with_a_bad_token(
-        self, client: httpx.AsyncClient, make_token: Any, count_rows: Any, assert_problem: Any
+        self,
+        client: httpx.AsyncClient,
+        token_signer: TokenSigner,
+        count_rows: Any,
+        assert_problem: Any,
     ) -> None:
         tokens = {
             "garbage": "not.a.token",
-            "expired": make_token("bruce", exp=1_000_000, iat=999_000),
-            "wrong audience": make_token("bruce", aud="someone-else"),
-            "wrong issuer": make_token("bruce", iss="evil"),
-            "other key": make_token(
-                "bruce", key=rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            ),
-            "unknown kid": make_token("bruce", kid="nope"),
+            "expired": token_signer.sign("bruce", exp=1_000_000, iat=999_000),
+            "wrong audience": token_signer.sign("bruce", aud="someone-else"),
+            "wrong issuer": token_signer.sign("bruce", iss="evil"),
+            "other key": token_signer.sign("bruce", key=generate_private_key()),
+            "unknown kid": token_signer.sign("bruce", kid="nope"),
             "HS256, same key id": jwt.encode(
                 {"username": "bruce", "iss": "mythoughts-users", "aud": "mythoughts"},
                 "a-shared-secret-that-is-long-enough",
                 algorithm="HS256",
-                headers={"kid": "thoughts-test-key"},
+                headers={"kid": token_signer.kid},
             ),
             "alg none": jwt.encode({"username": "bruce"}, None, algorithm="none"),
         }
@@ -220,8 +223,8 @@ class TestAuthentication:
         assert await count_rows() == 0
 
     async def test_token_username_longer_than_allowed_is_refused(
-        self, client: httpx.AsyncClient, make_token: Any, assert_problem: Any
+        self, client: httpx.AsyncClient, token_signer: TokenSigner, assert_problem: Any
     ) -> None:
-        headers = {"Authorization": f"Bearer {make_token('x' * 51)}"}
+        headers = {"Authorization": f"Bearer {token_signer.sign('x' * 51)}"}
         response = await client.post("/api/me/thoughts/", json={"text": "x"}, headers=headers)
         assert_problem(response, 403)

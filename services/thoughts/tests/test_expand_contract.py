@@ -17,7 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testkit.release_statements import ReleaseRecordings, Statement, record_workload
+from testkit.release_statements import (
+    ReleaseRecordings,
+    Statement,
+    StatementRecorder,
+    record_workload,
+)
 from thoughts_service import __version__
 from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.settings import ThoughtsSettings
@@ -62,7 +67,12 @@ async def workload(
         every = await client.get("/api/me/thoughts/", headers=auth("bruce"))  # no limit, no cursor
         assert every.status_code == 200
 
-    return await record_workload(create_app(make_settings(legacy_compatibility=True)), steps)
+    # The hot paths run on the driver pool: the recorder is given to the database at creation.
+    recorder = StatementRecorder()
+    app = create_app(
+        make_settings(legacy_compatibility=True), driver_observer=recorder.observe_driver
+    )
+    return await record_workload(app, steps, recorder)
 
 
 if os.environ.get("RECORD_RELEASE_STATEMENTS"):
@@ -98,3 +108,15 @@ async def test_a_contracting_change_fails_the_replay(
     triggers = [f"DROP TRIGGER thoughts_fts_{kind}" for kind in kinds]
     first = triggers if db_backend == "sqlite" and breaks_on else []
     await RELEASE.check_change(db_backend, database_url, [*first, change], breaks_on=breaks_on)
+
+
+async def test_a_recording_needs_the_recorder_given_to_the_database_at_its_creation(
+    make_settings: Callable[..., ThoughtsSettings],
+) -> None:
+    """Else the statements of the hot paths (the driver pool) would be missing, unnoticed."""
+
+    async def steps(client: httpx.AsyncClient) -> None:
+        raise AssertionError("the workload must not run")
+
+    with pytest.raises(ValueError, match="driver_observer"):
+        await record_workload(create_app(make_settings()), steps)

@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import httpx
-import jwt
 import orjson
 import pytest
 from asgi_lifespan import LifespanManager
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from servicekit.pagination import PageRequest
+from testkit.tokens import TokenSigner
 from thoughts_service.full_lists import FullLists
 from thoughts_service.main import create_app
 from thoughts_service.repository import ThoughtRow
@@ -85,12 +84,10 @@ async def test_without_compatibility_lists_stay_paged(
 async def test_tokens_without_audience_need_compatibility(
     client: httpx.AsyncClient,
     legacy_client: httpx.AsyncClient,
-    signing_key: rsa.RSAPrivateKey,
+    token_signer: TokenSigner,
 ) -> None:
     """What a users service in LEGACY_COMPATIBILITY issues: our token, without `aud`."""
-    now = int(time.time())
-    claims = {"username": "bruce", "iss": "mythoughts-users", "iat": now, "exp": now + 600}
-    token = jwt.encode(claims, signing_key, algorithm="RS256", headers={"kid": "thoughts-test-key"})
+    token = token_signer.sign("bruce", without=("aud",))
     no_aud = {"Authorization": f"Bearer {token}"}
     refused = await client.get("/api/me/thoughts/", headers=no_aud)
     assert refused.status_code == 401

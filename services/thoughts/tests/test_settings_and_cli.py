@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from mythoughts_auth import KeySet
 from servicekit import ConfigError, load_settings
 from testkit import DatabaseFactory, ServiceProcess, free_port, python_module_argv
+from testkit.tokens import TokenSigner
 from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.settings import ThoughtsSettings
 
@@ -85,9 +86,9 @@ def sqlite_url(database_factory: DatabaseFactory) -> str:
 
 
 async def test_tokens_verify_against_the_users_jwks(
-    sqlite_url: str, keys_dir: Path, auth: Any
+    sqlite_url: str, public_keys_dir: Path, auth: Any
 ) -> None:
-    document = KeySet.from_pem_dir(keys_dir).to_jwks()
+    document = KeySet.from_pem_dir(public_keys_dir).to_jwks()
     jwks_app = FastAPI()
     jwks_app.get("/.well-known/jwks.json")(lambda: document)
     app = create_app(
@@ -110,13 +111,13 @@ async def test_tokens_verify_against_the_users_jwks(
 
 
 async def test_started_while_users_is_down_ready_once_the_keys_load(
-    sqlite_url: str, keys_dir: Path, auth: Any
+    sqlite_url: str, public_keys_dir: Path, auth: Any
 ) -> None:
     """Issue 14: an instance started while the users service was down said it was ready, then
     refused every valid token for ~30 s after users came back (its failed start-up fetch
     counted against the refetch interval). Now it is unready until the keys load, and they
     load within the retry backoff of users coming back."""
-    document = KeySet.from_pem_dir(keys_dir).to_jwks()
+    document = KeySet.from_pem_dir(public_keys_dir).to_jwks()
     users = {"up": False, "fetches": 0}
     jwks_app = FastAPI()
 
@@ -158,7 +159,9 @@ async def test_started_while_users_is_down_ready_once_the_keys_load(
         print(f"[jwks] ready and accepting tokens {time.monotonic() - back:.2f}s after users")
 
 
-def test_cli_migrates_then_serves(tmp_path: Path, keys_dir: Path, make_token: Any) -> None:
+def test_cli_migrates_then_serves(
+    tmp_path: Path, public_keys_dir: Path, token_signer: TokenSigner
+) -> None:
     database = tmp_path / "cli.db"
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}", "LOG_LEVEL": "WARNING"}
     # Migrations run as their own step and need no token keys.
@@ -178,7 +181,7 @@ def test_cli_migrates_then_serves(tmp_path: Path, keys_dir: Path, make_token: An
     server = ServiceProcess(
         name="thoughts",
         argv=python_module_argv("thoughts_service", "serve"),
-        env={**env, "PORT": str(port), "AUTH_PUBLIC_KEYS_DIR": str(keys_dir)},
+        env={**env, "PORT": str(port), "AUTH_PUBLIC_KEYS_DIR": str(public_keys_dir)},
         port=port,
         log_path=tmp_path / "thoughts.log",
     ).start()
@@ -187,7 +190,7 @@ def test_cli_migrates_then_serves(tmp_path: Path, keys_dir: Path, make_token: An
         created = httpx.post(
             f"{server.url}/api/me/thoughts/",
             data={"text": "served for real"},
-            headers={"Authorization": f"Bearer {make_token('cli')}"},
+            headers={"Authorization": f"Bearer {token_signer.sign('cli')}"},
             timeout=5,
         )
         assert created.status_code == 201, created.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from mythoughts_auth.lifecycle import install_token_verifier, stop_key_fetching,
 from mythoughts_auth.settings import read_public_keys
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
 from servicekit.db import DatabaseOptions
+from servicekit.driver import DriverPool
 from servicekit.pagination import PageLimits
 from thoughts_service import __version__
 from thoughts_service.full_lists import FullLists
@@ -67,7 +69,13 @@ def load_legacy_compatibility(settings: ThoughtsSettings) -> LegacyCompatibility
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
-def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
+def create_app(
+    settings: ThoughtsSettings | None = None,
+    *,
+    driver_observer: Callable[[DriverPool], DriverPool] | None = None,
+) -> FastAPI:
+    """`driver_observer` sees the hot paths' driver pool (DatabaseOptions): the expand/contract
+    test records the statements sent through it (testkit.release_statements)."""
     settings = settings or load_settings(ThoughtsSettings)
     try:
         public_keys = read_public_keys(settings)
@@ -101,6 +109,7 @@ def create_app(settings: ThoughtsSettings | None = None) -> FastAPI:
                 driver_pool=True,
                 statement_timeout=settings.statement_timeout_seconds,
                 server_settings=SERVER_SETTINGS,
+                driver_observer=driver_observer,
             ),
             extra_state={
                 "jwks": None,
