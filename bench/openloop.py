@@ -10,11 +10,18 @@ latency rather than disappearing, and `send_lag_p99_ms` says by how much the sen
 
 Raw HTTP/1.1 over asyncio streams (uvloop when installed): the client side of a request is a
 write and a read of a Content-Length or chunked body, which keeps the generator's own CPU per
-request small next to the services it shares the two cores with.
+request small next to the services it shares the two cores with. Still, one process costs
+~100 us of CPU per request and its one event loop falls behind above ~1,500 requests/s:
+`processes=N` forks N generator processes, process k sending requests k, k + N, k + 2N, ... of
+the same schedule on its own connections. They start together (each opens its connections, then
+all are given one start time) and every process's raw samples come back to the parent, so the
+percentiles are those of all requests (never an average of per-process percentiles). Times are
+`time.monotonic()`, one clock for every process of the machine (and finer than uvloop's
+millisecond loop clock).
 
     from openloop import Request, run_open_loop
     result = asyncio.run(run_open_loop("http://127.0.0.1:8000", lambda i: Request("GET", "/"),
-                                       rate=500, seconds=10))
+                                       rate=500, seconds=10, processes=2))
 
 Used by `bench/run.py --open-loop`; tested by tests/test_bench_openloop.py.
 """
@@ -24,8 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
+import multiprocessing
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from urllib.parse import urlsplit
 
 
@@ -39,9 +49,9 @@ class Request:
 
 @dataclass
 class Sample:
-    scheduled: float  # loop time the request was due
-    sent: float  # loop time its bytes were written
-    done: float  # loop time its answer was read whole (or the error happened)
+    scheduled: float  # time.monotonic() when the request was due
+    sent: float  # when its bytes were written
+    done: float  # when its answer was read whole (or the error happened)
     status: int  # 0 for a socket error or timeout
 
     @property
@@ -55,6 +65,7 @@ class OpenLoopResult:
     achieved_rps: float  # requests sent / the time from the first schedule to the last send
     requests: int
     errors: int  # socket errors, timeouts and answers outside 2xx
+    ok_rps: float  # 2xx answers per second of the same span (what was served, not refused)
     p50_ms: float
     p99_ms: float
     p999_ms: float
@@ -62,6 +73,8 @@ class OpenLoopResult:
     send_lag_p99_ms: float  # how late the sends were: the generator's own share of latency
     connections: int  # how many connections were opened
     statuses: dict[str, int]
+    processes: int = 1  # generator processes
+    generator_cpu_us: float = 0.0  # the generator processes' CPU time per request
     samples: list[Sample] = field(default_factory=list, repr=False)
 
 
@@ -72,6 +85,15 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (the services run on it too): less generator CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class _Connection:
@@ -113,28 +135,36 @@ def _encode(request: Request, host: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
 
 
-async def run_open_loop(
-    base_url: str,
-    make_request: Callable[[int], Request],
-    *,
-    rate: float,
-    seconds: float,
-    request_timeout: float = 10.0,
-    max_connections: int = 1000,
-    warm_connections: int = 0,
-) -> OpenLoopResult:
-    """Send round(rate * seconds) requests on schedule; wait for every answer (or timeout).
+@dataclass(frozen=True)
+class _Share:
+    """The part of a schedule one generator process sends: requests first, first + step, ..."""
 
-    `make_request(i)` gives the i-th request. At most `max_connections` are open at once: a
-    request due while all are busy waits for one, and that wait counts in its latency.
-    `warm_connections` are opened before the first schedule, so that the first requests do not
-    all pay a TCP handshake that a steady load would not.
-    """
-    url = urlsplit(base_url)
+    base_url: str
+    make_request: Callable[[int], Request]
+    rate: float
+    total: int
+    first: int
+    step: int
+    request_timeout: float
+    max_connections: int
+    warm_connections: int
+
+
+@dataclass
+class _Sent:
+    samples: list[Sample]
+    connections: int
+    cpu_seconds: float
+
+
+async def _send_share(share: _Share, start_time: Callable[[], Awaitable[float]]) -> _Sent:
+    """Opens the warm connections, asks `start_time()` when request 0 is due, then sends each
+    request of the share at start + i / rate and waits for every answer (or timeout)."""
+    cpu_before = time.process_time()
+    url = urlsplit(share.base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    loop = asyncio.get_running_loop()
     idle: list[_Connection] = []
-    slots = asyncio.Semaphore(max_connections)
+    slots = asyncio.Semaphore(share.max_connections)
     opened = 0
     samples: list[Sample] = []
 
@@ -148,7 +178,7 @@ async def run_open_loop(
         """(status, send time); a kept-alive connection the server closed meanwhile is
         replaced once, as HTTP clients do (uvicorn closes a connection idle for 5 s)."""
         if connection is not None:
-            sent = loop.time()
+            sent = time.monotonic()
             try:
                 status, keep = await connection.exchange(raw)
             except (ConnectionError, asyncio.IncompleteReadError) as error:
@@ -162,7 +192,7 @@ async def run_open_loop(
                     connection.close()
                 return status, sent
         connection = await connect()
-        sent = loop.time()
+        sent = time.monotonic()
         try:
             status, keep = await connection.exchange(raw)
         except BaseException:
@@ -179,22 +209,21 @@ async def run_open_loop(
         status = 0
         async with slots:
             try:
-                async with asyncio.timeout(request_timeout):
+                async with asyncio.timeout(share.request_timeout):
                     status, sent = await exchange(idle.pop() if idle else None, raw)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                 pass  # status 0: a socket error or a timeout, counted in errors
-        samples.append(Sample(scheduled, sent, loop.time(), status))
+        samples.append(Sample(scheduled, sent, time.monotonic(), status))
 
-    for _ in range(min(warm_connections, max_connections)):
+    for _ in range(min(share.warm_connections, share.max_connections)):
         idle.append(await connect())
 
-    total = round(rate * seconds)
     tasks: list[asyncio.Task[None]] = []
-    start = loop.time() + 0.05  # a moment to build the first request
-    for i in range(total):
-        scheduled = start + i / rate
-        raw = _encode(make_request(i), url.netloc)
-        delay = scheduled - loop.time()
+    start = await start_time()
+    for i in range(share.first, share.total, share.step):
+        scheduled = start + i / share.rate
+        raw = _encode(share.make_request(i), url.netloc)
+        delay = scheduled - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(scheduled, raw)))
@@ -202,26 +231,136 @@ async def run_open_loop(
     for connection in idle:
         with contextlib.suppress(Exception):
             connection.close()
+    return _Sent(samples, opened, time.process_time() - cpu_before)
 
-    samples.sort(key=lambda s: s.scheduled)
+
+def _child(share: _Share, parent: Connection) -> None:
+    """A forked generator process: its share, started when the parent says, samples sent back."""
+
+    async def start_time() -> float:
+        parent.send("ready")  # connections open: the parent may fix the start
+        started: float = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+        return started
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        sent = runner.run(_send_share(share, start_time))
+    parent.send(
+        (
+            [(s.scheduled, s.sent, s.done, s.status) for s in sent.samples],
+            sent.connections,
+            sent.cpu_seconds,
+        )
+    )
+    parent.close()
+
+
+async def _send_in_processes(shares: list[_Share]) -> _Sent:
+    """Forks one generator process per share, starts them together, merges their samples."""
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("fork")  # the request factory is not picklable
+    pipes = [context.Pipe() for _ in shares]
+    children = [
+        context.Process(target=_child, args=(share, child_end), daemon=True)
+        for share, (_, child_end) in zip(shares, pipes, strict=True)
+    ]
+    for child in children:
+        child.start()
+    for _, child_end in pipes:
+        child_end.close()  # the child's copy stays open: a child that dies is an EOFError here
+    try:
+        for ours, _ in pipes:
+            ready = await loop.run_in_executor(None, ours.recv)
+            assert ready == "ready", ready
+        start = time.monotonic() + 0.05  # a moment to build the first request
+        for ours, _ in pipes:
+            ours.send(start)
+        merged = _Sent([], 0, 0.0)
+        for ours, _ in pipes:
+            samples, connections, cpu_seconds = await loop.run_in_executor(None, ours.recv)
+            merged.samples += [Sample(*values) for values in samples]
+            merged.connections += connections
+            merged.cpu_seconds += cpu_seconds
+        return merged
+    finally:
+        for child in children:
+            child.join(timeout=5)
+            if child.is_alive():
+                child.kill()
+
+
+async def run_open_loop(
+    base_url: str,
+    make_request: Callable[[int], Request],
+    *,
+    rate: float,
+    seconds: float,
+    processes: int = 1,
+    request_timeout: float = 10.0,
+    max_connections: int = 1000,
+    warm_connections: int = 0,
+) -> OpenLoopResult:
+    """Send round(rate * seconds) requests on schedule; wait for every answer (or timeout).
+
+    `make_request(i)` gives the i-th request. At most `max_connections` are open at once (all
+    processes together): a request due while all are busy waits for one, and that wait counts
+    in its latency. `warm_connections` are opened before the first schedule, so that the first
+    requests do not all pay a TCP handshake that a steady load would not. `processes` > 1
+    forks that many generator processes, each with its share of the requests and connections.
+    """
+    if processes < 1:
+        raise ValueError("the generator needs at least one process")
+    total = round(rate * seconds)
+    shares = [
+        _Share(
+            base_url,
+            make_request,
+            rate,
+            total,
+            first=k,
+            step=processes,
+            request_timeout=request_timeout,
+            max_connections=math.ceil(max_connections / processes),
+            warm_connections=math.ceil(warm_connections / processes),
+        )
+        for k in range(processes)
+    ]
+    if processes == 1:
+
+        async def start_soon() -> float:
+            return time.monotonic() + 0.05  # a moment to build the first request
+
+        sent = await _send_share(shares[0], start_soon)
+    else:
+        sent = await _send_in_processes(shares)
+    return summarize(sent, rate=rate, processes=processes)
+
+
+def summarize(sent: _Sent, *, rate: float, processes: int) -> OpenLoopResult:
+    """The figures of all samples together (from every process: exact percentiles)."""
+    samples = sorted(sent.samples, key=lambda s: s.scheduled)
     latencies = [s.latency * 1000 for s in samples]
     lags = [(s.sent - s.scheduled) * 1000 for s in samples]
     statuses: dict[str, int] = {}
     for s in samples:
         statuses[str(s.status)] = statuses.get(str(s.status), 0) + 1
+    ok = sum(1 for s in samples if 200 <= s.status < 300)
+    start = samples[0].scheduled if samples else 0.0
     span = max(s.sent for s in samples) - start if samples else 0.0
     return OpenLoopResult(
         offered_rps=rate,
         # n requests over the n - 1 intervals between the first and last send
         achieved_rps=round((len(samples) - 1) / span, 1) if span > 0 else 0.0,
         requests=len(samples),
-        errors=sum(1 for s in samples if not 200 <= s.status < 300),
+        errors=len(samples) - ok,
+        ok_rps=round((len(samples) - 1) / span * ok / len(samples), 1) if span > 0 else 0.0,
         p50_ms=round(percentile(latencies, 0.50), 2),
         p99_ms=round(percentile(latencies, 0.99), 2),
         p999_ms=round(percentile(latencies, 0.999), 2),
         max_ms=round(max(latencies, default=0.0), 2),
         send_lag_p99_ms=round(percentile(lags, 0.99), 2),
-        connections=opened,
+        connections=sent.connections,
         statuses=statuses,
+        processes=processes,
+        generator_cpu_us=round(sent.cpu_seconds * 1e6 / max(len(samples), 1), 1),
         samples=samples,
     )

@@ -1,10 +1,12 @@
-"""bench/openloop.py measures without coordinated omission.
+"""bench/openloop.py measures without coordinated omission, in one process or several.
 
 A tiny HTTP server started here answers at once, except that it stalls every request for
 STALL seconds once, when its STALL_AT-th request arrives. An open-loop generator keeps sending
 on schedule during the stall, so every request due in the stall must show a latency of at
 least (end of stall - its scheduled time): up to ~STALL. A closed-loop measurement (from the
-moment a request was actually sent on its only connection) would show one slow request.
+moment a request was actually sent on its only connection) would show one slow request. With
+several generator processes, the same must hold for the merged samples, and the server must
+have been sent every request of the schedule exactly once.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 200.0
@@ -40,15 +45,16 @@ class StallingServer:
 
     def __init__(self) -> None:
         self.count = 0
-        self.stall: tuple[float, float] | None = None  # loop times of its start and end
+        self.paths: list[str] = []
+        self.stall: tuple[float, float] | None = None  # time.monotonic() of its start and end
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while True:
-                await reader.readuntil(b"\r\n\r\n")
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.paths.append(head.split(b" ", 2)[1].decode())
                 self.count += 1
-                now = loop.time()
+                now = time.monotonic()
                 if self.count == STALL_AT:
                     self.stall = (now, now + STALL)
                 if self.stall and now < self.stall[1]:
@@ -59,7 +65,7 @@ class StallingServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    async def run(self, max_connections: int) -> object:
+    async def run(self, max_connections: int, processes: int = 1) -> object:
         server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
@@ -69,12 +75,16 @@ class StallingServer:
                 rate=RATE,
                 seconds=SECONDS,
                 max_connections=max_connections,
+                processes=processes,
             )
 
 
-async def test_requests_due_during_a_stall_carry_the_stall_and_the_rate_holds() -> None:
+@pytest.mark.parametrize("processes", [1, 3])
+async def test_requests_due_during_a_stall_carry_the_stall_and_the_rate_holds(
+    processes: int,
+) -> None:
     server = StallingServer()
-    result = await server.run(max_connections=1000)
+    result = await server.run(max_connections=1000, processes=processes)
 
     assert result.requests == round(RATE * SECONDS)
     assert result.errors == 0
@@ -89,6 +99,10 @@ async def test_requests_due_during_a_stall_carry_the_stall_and_the_rate_holds() 
     assert result.max_ms >= 0.9 * STALL * 1000
     assert result.connections >= len(during)  # a slow answer never held back the next send
     assert result.p50_ms < 50  # outside the stall the server answers at once
+    # every request of the schedule was sent once, whichever process sent it
+    assert sorted(server.paths) == sorted(f"/{i}" for i in range(round(RATE * SECONDS)))
+    assert result.processes == processes
+    assert result.generator_cpu_us > 0
 
 
 async def test_latency_counts_from_the_schedule_when_sends_have_to_wait() -> None:

@@ -64,16 +64,31 @@ def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: 
     for scenario in report["scenarios"]:
         assert scenario["requests"] > 0, scenario
         assert scenario["non_2xx"] == scenario["socket_errors"] == scenario["timeouts"] == 0
-    # --open-loop: each of its scenarios at 50 % and 80 % of its measured maximum, none failed
+    # --open-loop: each of its scenarios at 50 % and 80 % of its measured maximum (--quick's
+    # loads), sent by two generator processes, none failed
     open_loop = {(row["name"], row["load"]) for row in report["open_loop"]}
     assert open_loop == {
         (name, load)
-        for name in ("thought by id", "create thought", "frontend home")
+        for name in (
+            "thought by id",
+            "all thoughts",
+            "search rare word",
+            "my thoughts",
+            "create thought",
+            "frontend home",
+            "frontend search",
+        )
         for load in (0.5, 0.8)
     }
     for row in report["open_loop"]:
         assert row["requests"] > 0, row
-        assert row["errors"] == 0, row
+        # Only a shed 503 (Retry-After: slow-query turns, POST_QUEUE_LIMIT) may answer an open
+        # loop on a loaded machine: never a socket error, a timeout or another status.
+        assert set(row["statuses"]) <= {"200", "201", "503"}, row
+        assert row["processes"] == 2, row
+        assert row["ok_rps"] > 0, row
+        if row["name"] == "create thought":
+            assert row["rows_added"] >= row["acknowledged_201"] > 0, row
     created = report["create_thought_check"]
     assert created["acknowledged_201"] > 0
     assert created["rows_added"] >= created["acknowledged_201"]

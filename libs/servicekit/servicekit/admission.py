@@ -5,6 +5,7 @@ the few threads or connections that run it, and every request behind it would wa
 the whole queue. `Admission` lets `limit` run at a time; the others wait in arrival order for at
 most `wait_seconds`, then get `Overloaded`, which the kit answers as 503 with `Retry-After`
 (servicekit.problems): a fast, honest "not now" instead of a slow answer for everybody.
+`QueueLimit` bounds how many wait instead, and refuses the next one at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 
 class Overloaded(Exception):
@@ -75,3 +76,38 @@ class Admission:
             yield
         finally:
             self._leave()
+
+
+class QueueLimit:
+    """At most `limit` operations waiting for one resource at once; one more is refused at once.
+
+    Where `Admission` bounds how long a request waits for a turn, this bounds how many wait: for
+    work that queues behind one serialised resource (the posts of a worker waiting for their
+    commit behind the database's one write lock), so that a sustained overload is answered
+    with an immediate 503 and `Retry-After` (Overloaded) instead of a queue, and a latency, that
+    grow for as long as the overload lasts.
+    """
+
+    def __init__(self, limit: int, what: str) -> None:
+        if limit < 1:
+            raise ValueError("a queue limit needs a limit of at least one")
+        self.limit = limit
+        self.what = what
+        self._queued = 0
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @contextlib.contextmanager
+    def place(self) -> Iterator[None]:
+        """The block runs holding a place in the queue; Overloaded at once when it is full."""
+        if self._queued >= self.limit:
+            raise Overloaded(
+                f"{self.limit} {self.what} are already waiting in this process; nothing was stored"
+            )
+        self._queued += 1
+        try:
+            yield
+        finally:
+            self._queued -= 1

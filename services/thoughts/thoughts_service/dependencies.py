@@ -17,7 +17,7 @@ async def get_repository(request: Request) -> ThoughtRepository:
     inserts = getattr(state, "thought_inserts", None)
     if inserts is None:  # one per app, so that concurrent posts meet in it
         inserts = state.thought_inserts = PostgresInserts(state.db)
-    return ThoughtRepository(state.db, inserts=inserts)
+    return ThoughtRepository(state.db, inserts=inserts, post_queue=state.post_queue)
 
 
 RepositoryDep = Annotated[ThoughtRepository, Depends(get_repository)]

@@ -14,6 +14,7 @@ from mythoughts_auth import (
 from mythoughts_auth.lifecycle import install_token_verifier, stop_key_fetching, token_keys_missing
 from mythoughts_auth.settings import read_public_keys
 from servicekit import ConfigError, ServiceSpec, create_service_app, load_settings
+from servicekit.admission import QueueLimit
 from servicekit.db import DatabaseOptions
 from servicekit.driver import DriverPool
 from servicekit.pagination import PageLimits
@@ -114,6 +115,8 @@ def create_app(
             extra_state={
                 "jwks": None,
                 "page_limits": PageLimits(settings.page_size, settings.max_page_size),
+                # One per worker process: the posts waiting for their commit (settings).
+                "post_queue": QueueLimit(settings.post_queue_limit, "posts"),
                 "full_lists": (
                     FullLists(settings.legacy_list_batch_size)
                     if settings.legacy_compatibility

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import asyncpg
 from sqlalchemy import delete, select
 
+from servicekit.admission import QueueLimit
 from servicekit.db import Database
 from servicekit.pagination import Order, PageRequest
 from thoughts_service.compiled import compiled_query
@@ -94,10 +95,19 @@ class ThoughtRepository:
     """The service's data access. Hot paths run on the driver pool (servicekit.driver: no
     session, no transaction, SQL compiled once); deletes use an ORM session of their own."""
 
-    def __init__(self, database: Database, *, inserts: PostgresInserts | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        inserts: PostgresInserts | None = None,
+        post_queue: QueueLimit | None = None,
+    ) -> None:
+        """`post_queue`: the app's bound on posts waiting for their commit (POST_QUEUE_LIMIT);
+        None for a repository of a script, which posts one at a time."""
         self.database = database
         self._dialect = database.engine.dialect
         self._inserts = inserts
+        self._post_queue = post_queue
 
     @property
     def dialect(self) -> str:
@@ -146,6 +156,15 @@ class ThoughtRepository:
         return rows[0] if rows else None
 
     async def _insert(self, username: str, text_: str, idempotency_key: str | None) -> ThoughtRow:
+        if self._post_queue is None:
+            return await self._insert_now(username, text_, idempotency_key)
+        # Beyond the bound, Overloaded (503, Retry-After) before anything is sent to the database.
+        with self._post_queue.place():
+            return await self._insert_now(username, text_, idempotency_key)
+
+    async def _insert_now(
+        self, username: str, text_: str, idempotency_key: str | None
+    ) -> ThoughtRow:
         now = datetime.now(UTC)
         key = search_key(text_)
         if self.dialect == "postgresql":

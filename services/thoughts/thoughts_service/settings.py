@@ -34,6 +34,14 @@ class ThoughtsSettings(ThoughtsDatabaseSettings, TokenVerificationSettings):
     # database connection, or on SQLite the event loop, for long (see servicekit.driver).
     statement_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
 
+    # Posts of one worker process waiting for their commit (or in it); one more is answered 503
+    # with Retry-After at once, and stored nothing. A post waits behind the database's one write
+    # lock (SQLite) or the insert-order lock (PostgreSQL); without a bound, an arrival rate above
+    # what the database commits made the queue and every post's latency grow for as long as it
+    # lasted (bench/README.md, "Latency under a steady load"). 128 is ~0.1 to 0.2 s of commits
+    # at the benchmark's rates, far more than a closed loop of 32 connections ever queues.
+    post_queue_limit: int = Field(default=128, ge=1, le=100_000)
+
     # Lists: `limit` defaults to page_size; larger limits are clamped to max_page_size.
     page_size: int = Field(default=20, ge=1, le=1000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
