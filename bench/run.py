@@ -617,7 +617,7 @@ def run_open_loop_levels(
             f"(sent {measured.achieved_rps:.0f}/s, ok {measured.ok_rps:.0f}/s)  "
             f"p50 {measured.p50_ms:.2f}  p99 {measured.p99_ms:.2f}  "
             f"p99.9 {measured.p999_ms:.2f} ms  send lag p99 {measured.send_lag_p99_ms:.2f} ms  "
-            f"errors {measured.errors}"
+            f"errors {measured.errors} {measured.statuses} (2xx p99 {measured.ok_p99_ms:.2f} ms)"
         )
     return rows
 
@@ -820,7 +820,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration = 2
         args.warmup = 0
         args.connections = 16
-        args.open_loop_loads = (0.5, 0.8)
+        args.open_loop_loads = (0.5,)
     return args
 
 

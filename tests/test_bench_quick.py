@@ -52,7 +52,7 @@ def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
         check=False,
     )
     output = completed.stdout + completed.stderr
@@ -64,8 +64,8 @@ def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: 
     for scenario in report["scenarios"]:
         assert scenario["requests"] > 0, scenario
         assert scenario["non_2xx"] == scenario["socket_errors"] == scenario["timeouts"] == 0
-    # --open-loop: each of its scenarios at 50 % and 80 % of its measured maximum (--quick's
-    # loads), sent by two generator processes, none failed
+    # --open-loop: each of its scenarios at 50 % of its measured maximum (--quick's load), sent
+    # by two generator processes, none failed
     open_loop = {(row["name"], row["load"]) for row in report["open_loop"]}
     assert open_loop == {
         (name, load)
@@ -78,7 +78,7 @@ def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: 
             "frontend home",
             "frontend search",
         )
-        for load in (0.5, 0.8)
+        for load in (0.5,)
     }
     for row in report["open_loop"]:
         assert row["requests"] > 0, row
