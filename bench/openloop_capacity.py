@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,18 @@ uvloop.run(main())
 """
 
 
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="1000,2000,4000")
@@ -50,7 +63,7 @@ def main() -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
     try:
-        time.sleep(1.0)  # the server binds
+        wait_for_port(port)
         print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
         print("rate  processes  sent/s  p50 ms  p99 ms  send lag p99 ms  generator CPU us/req")
         for rate in (float(x) for x in args.rates.split(",")):
