@@ -61,14 +61,14 @@ def stored_texts(database_url: str) -> list[str]:
 
 
 @pytest.fixture
-def server(database_url: str, keys_dir: Path, tmp_path: Path) -> Iterator[ServiceProcess]:
+def server(database_url: str, public_keys_dir: Path, tmp_path: Path) -> Iterator[ServiceProcess]:
     port = free_port()
     process = ServiceProcess(
         name="thoughts",
         argv=python_module_argv("thoughts_service", "serve"),
         env={
             "DATABASE_URL": database_url,
-            "AUTH_PUBLIC_KEYS_DIR": str(keys_dir),
+            "AUTH_PUBLIC_KEYS_DIR": str(public_keys_dir),
             "PORT": str(port),
             "WORKERS": "1",  # the bound is per worker process
             "POST_QUEUE_LIMIT": str(LIMIT),
