@@ -129,11 +129,11 @@ async def test_a_login_refused_as_overloaded_is_not_counted_as_a_guess(
     app = create_app(make_settings(password_checks_per_client=1))
     client = await started_apps.client(app, client_address=("203.0.113.7", 4321))
     passwords: Passwords = app.state.passwords
-    passwords._in_progress["203.0.113.7"] = 1
+    passwords.queue._in_progress["203.0.113.7"] = 1
     for _ in range(8):
         answer = await client.post("/api/login/", json={"username": "x", "password": "y"})
         assert answer.status_code == 503, answer.text
         assert answer.headers["Retry-After"] == "1"
-    passwords._in_progress.clear()
+    passwords.queue._in_progress.clear()
     answer = await client.post("/api/login/", json={"username": "x", "password": "y"})
     assert answer.status_code == 401

@@ -94,7 +94,13 @@ async def check_login(
 ) -> User:
     """Returns the user, or raises Throttled / LoginRefused (see users_service.throttle), or
     Overloaded (a 503) when the password could not be checked in time."""
+    # A login that the password queue would refuse anyway costs no lookup and no counter.
+    passwords.queue.refuse_now(address)
     user = await find_user(session, username)
+    # The connection goes back to the pool while the password waits for its check: a flood of
+    # logins held every connection of the pool, and the queue behind them was first come, first
+    # served, ahead of the password queue's order (users_service.check_queue).
+    await session.commit()
     # Counted by the account's id, so that only its own success clears its counters; a name
     # without an account by its folded form, so that guessing it costs what guessing one does.
     account = f"id:{user.id}" if user else f"name:{lookup_key(username) or username.casefold()}"

@@ -70,6 +70,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
 
     async def stop(app: FastAPI) -> None:
         await app.state.throttle.close()
+        app.state.passwords.close()
         await revocations.close()
 
     # Logged-out tokens and deleted accounts (mythoughts_auth.revocation): in Redis, shared with

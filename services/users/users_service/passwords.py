@@ -1,20 +1,17 @@
-"""argon2id password hashing, off the event loop, with equal cost for unknown users, and a
-bounded queue: a flood of logins gets fast 503s instead of making every login (and every other
-request of the worker) wait behind it."""
+"""argon2id password hashing, off the event loop, with equal cost for unknown users, behind a
+short fair queue (users_service.check_queue): a flood of logins gets fast 503s instead of making
+every login (and every other request of the worker) wait behind it."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-from collections import Counter
-from collections.abc import AsyncIterator
+import time
 
-import anyio.to_thread
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from servicekit.admission import Admission, Overloaded
+from users_service.check_queue import CheckQueue
 from users_service.settings import UsersSettings
 
 
@@ -27,39 +24,27 @@ class Passwords:
             type=Type.ID,
         )
         # Checked against when the username does not exist, so that a miss costs as much as a
-        # wrong password and response times do not reveal which usernames exist.
+        # wrong password and response times do not reveal which usernames exist. Timed: the
+        # queue's first estimate of what a check takes.
+        started = time.perf_counter()
         self._decoy_hash = self.hasher.hash(secrets.token_urlsafe(16))
-        # At most one hash per core at a time: each holds argon2_memory_kib while it runs and the
-        # CPU is saturated anyway (with the thread pool's 40 threads, a burst of logins made a
-        # worker's memory jump by gigabytes for no extra throughput). The others wait in arrival
-        # order, but only password_check_wait_seconds: then Overloaded, a 503 with Retry-After.
-        self._cores = Admission(os.cpu_count() or 1, settings.password_check_wait_seconds)
-        # One address cannot fill the queue: its checks beyond this many are refused at once,
-        # so that a flood from one client leaves room for everybody else's logins.
-        self._per_client = settings.password_checks_per_client
-        self._in_progress: Counter[str] = Counter()
+        # One check per core at a time: each holds argon2_memory_kib while it runs and the CPU
+        # is saturated anyway (with the default thread pool's 40 threads, a burst of logins made
+        # a worker's memory jump by gigabytes for no extra throughput).
+        self.queue = CheckQueue(
+            cores=os.cpu_count() or 1,
+            wait_seconds=settings.password_check_wait_seconds,
+            per_client=settings.password_checks_per_client,
+            niceness=settings.password_check_niceness,
+            first_estimate_seconds=time.perf_counter() - started,
+        )
 
-    @contextlib.asynccontextmanager
-    async def _turn(self, client: str | None) -> AsyncIterator[None]:
-        if client is not None:
-            if self._in_progress[client] >= self._per_client:
-                raise Overloaded(
-                    f"{self._per_client} password checks from this address are in progress"
-                )
-            self._in_progress[client] += 1
-        try:
-            async with self._cores.turn():
-                yield
-        finally:
-            if client is not None:
-                self._in_progress[client] -= 1
-                if not self._in_progress[client]:
-                    del self._in_progress[client]
+    def close(self) -> None:
+        self.queue.close()
 
     async def hash(self, password: str, *, client: str | None = None) -> str:
         # argon2 takes tens of milliseconds of CPU by design: never on the event loop.
-        async with self._turn(client):
-            return await anyio.to_thread.run_sync(self.hasher.hash, password)
+        return await self.queue.run(client, lambda: self.hasher.hash(password))
 
     async def verify(
         self, stored_hash: str | None, password: str, *, client: str | None = None
@@ -72,9 +57,10 @@ class Passwords:
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False
 
-        async with self._turn(client):
-            matched = await anyio.to_thread.run_sync(check)
-        return matched and stored_hash is not None
+        matched = await self.queue.run(client, check) and stored_hash is not None
+        if not matched:
+            self.queue.failed(client)
+        return matched
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self.hasher.check_needs_rehash(stored_hash)

@@ -48,8 +48,12 @@ class UsersSettings(ServiceSettings):
     argon2_time_cost: int = Field(default=2, ge=1, le=20)
     argon2_memory_kib: int = Field(default=19456, ge=8, le=4 * 1024 * 1024)
     argon2_parallelism: int = Field(default=1, ge=1, le=64)
-    # Password checks are costly by design, so their queue is bounded (users_service.passwords):
-    # one client address may have this many in progress, and a check that waits longer than
-    # the wait for a free core answers 503 with Retry-After instead of queueing without limit.
+    # Password checks are costly by design, so their queue is short and fair
+    # (users_service.check_queue): one client address may have this many in progress; a check
+    # that would not start within the wait answers 503 with Retry-After at once; addresses with
+    # fewer recent failures go first. The checks' threads may run at a lower CPU priority than
+    # the event loop (nice +N). Off by default: on a host shared with other busy processes the
+    # checks then starve (bench/README.md, target 2); it is for a container with its own cgroup.
     password_checks_per_client: int = Field(default=2, ge=1, le=1000)
     password_check_wait_seconds: float = Field(default=0.5, gt=0, le=60)
+    password_check_niceness: int = Field(default=0, ge=0, le=19)
