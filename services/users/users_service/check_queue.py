@@ -28,6 +28,7 @@ per-address failure throttle (users_service.throttle) and the gateway are what i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import os
@@ -160,10 +161,14 @@ class CheckQueue:
         started = self._clock()
         future: Future[T] = self._executor.submit(work)
         loop = asyncio.get_running_loop()
-        # The core is given back when the thread is done, even if the caller stopped waiting.
-        future.add_done_callback(
-            lambda _: loop.call_soon_threadsafe(self._done, client, self._clock() - started)
-        )
+
+        def finished(_: Future[T]) -> None:
+            # The core is given back when the thread is done, even if the caller stopped
+            # waiting; after the loop closed (shutdown) there is nothing left to give it to.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._done, client, self._clock() - started)
+
+        future.add_done_callback(finished)
         return await asyncio.wrap_future(future)
 
     def _rank(self, client: str | None, order: float) -> tuple[float, float]:
