@@ -218,6 +218,17 @@ class Databases:
             cursor = connection.execute(sql, params)
             return list(cursor.fetchall()) if cursor.description else []
 
+    def backend_pids(self) -> list[int]:
+        """PostgreSQL's processes serving the run's databases (the services' connections). Only
+        these: the server may be shared, and another's queries must not count as the run's.
+        The server's own background processes (WAL writer, checkpointer) are left out too."""
+        rows = self.query(
+            "thoughts",
+            "SELECT pid FROM pg_stat_activity WHERE datname = ANY(?) AND pid <> pg_backend_pid()",
+            list(PG_DATABASES.values()),
+        )
+        return [int(row[0]) for row in rows]
+
     def version(self) -> str:
         if self.backend == "sqlite":
             return f"SQLite {sqlite3.sqlite_version}"
@@ -259,27 +270,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def postgres_pids() -> list[int]:
-    """The PostgreSQL server's processes on this machine (the bench's backends among them)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-    return pids
-
-
 class CpuMeter:
-    """CPU seconds used by each group of processes between start() and stop()."""
+    """CPU seconds used by each group of processes between start() and per_request()."""
 
-    def __init__(self, services: dict[str, Service], database: str) -> None:
+    def __init__(self, services: dict[str, Service], databases: Databases) -> None:
         self._groups: dict[str, list[int]] = {
             name: service.workers() for name, service in services.items()
         }
-        if database == "postgresql":
-            self._groups["postgres"] = postgres_pids()
+        self._databases = databases if databases.backend == "postgresql" else None
         self._start: dict[str, float] = {}
+        self._start_backends: dict[int, float] = {}
+
+    def _backends(self) -> dict[int, float]:
+        # Listed at both ends: a pool may open a connection while the scenario runs, and all of
+        # a new backend's CPU time is then the scenario's.
+        assert self._databases is not None
+        return {pid: cpu_seconds(pid) for pid in self._databases.backend_pids()}
 
     def _now(self) -> dict[str, float]:
         totals = {
@@ -291,12 +297,19 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start = self._now()
+        if self._databases is not None:
+            self._start_backends = self._backends()
 
     def per_request(self, requests: int) -> dict[str, float]:
         end = self._now()
-        return {
-            name: round((end[name] - self._start[name]) * 1e6 / max(requests, 1), 1) for name in end
-        }
+        used = {name: end[name] - self._start[name] for name in self._groups}
+        if self._databases is not None:
+            backends = self._backends()
+            used["postgres"] = sum(
+                cpu - self._start_backends.get(pid, 0.0) for pid, cpu in backends.items()
+            )
+        used["wrk"] = end["wrk"] - self._start["wrk"]
+        return {name: round(seconds * 1e6 / max(requests, 1), 1) for name, seconds in used.items()}
 
 
 def memory_of(pid: int) -> dict[str, float]:
@@ -909,7 +922,7 @@ def run_scenario(
         run_wrk(url, scenario, script, seconds=args.warmup, **wrk)
     posts = scenario.name == "create thought"
     before = _writer_rows(databases) if posts else 0
-    meter = CpuMeter(services, args.db)
+    meter = CpuMeter(services, databases)
     meter.start()
     result = run_wrk(url, scenario, script, seconds=args.duration, **wrk)
     result.cpu_us_per_request = meter.per_request(result.requests)
@@ -984,7 +997,7 @@ def run_scenarios(
                     services[scenario.service].url,
                     scenario,
                     result.rps,
-                    lambda: CpuMeter(services, args.db),
+                    lambda: CpuMeter(services, databases),
                     databases,
                     args,
                 )
