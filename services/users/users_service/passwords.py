@@ -4,13 +4,13 @@ every login (and every other request of the worker) wait behind it."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from servicekit.cpus import available_cores
 from users_service.check_queue import CheckQueue
 from users_service.settings import UsersSettings
 
@@ -30,9 +30,10 @@ class Passwords:
         self._decoy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         # One check per core at a time: each holds argon2_memory_kib while it runs and the CPU
         # is saturated anyway (with the default thread pool's 40 threads, a burst of logins made
-        # a worker's memory jump by gigabytes for no extra throughput).
+        # a worker's memory jump by gigabytes for no extra throughput). The cores this process
+        # may use, not the node's: a pod limited to one CPU runs one check at a time.
         self.queue = CheckQueue(
-            cores=os.cpu_count() or 1,
+            cores=available_cores(),
             wait_seconds=settings.password_check_wait_seconds,
             per_client=settings.password_checks_per_client,
             niceness=settings.password_check_niceness,
