@@ -163,19 +163,25 @@ def say(text: str) -> None:
 
 
 class Databases:
-    """The run's two databases: URLs for the services, plain SQL for counting and cleaning."""
+    """The run's two databases: URLs for the services, plain SQL for counting and cleaning.
 
-    def __init__(self, backend: str, work_dir: Path) -> None:
+    On PostgreSQL they are the run's own on POSTGRES_BASE (created here), unless `postgres_urls`
+    names each service's existing database (`postgresql://` URLs; bench/gateway.py: compose's)."""
+
+    def __init__(
+        self, backend: str, work_dir: Path, postgres_urls: dict[str, str] | None = None
+    ) -> None:
         self.backend = backend
         self.work_dir = work_dir
+        self.given = postgres_urls is not None
+        self.postgres_urls = postgres_urls or {
+            service: f"{POSTGRES_BASE}/{name}" for service, name in PG_DATABASES.items()
+        }
 
     def url(self, service: str) -> str:
         if self.backend == "sqlite":
             return f"sqlite+aiosqlite:///{self.work_dir / f'{service}.db'}"
-        return (
-            f"{POSTGRES_BASE.replace('postgresql://', 'postgresql+asyncpg://')}/"
-            + (PG_DATABASES[service])
-        )
+        return self.postgres_urls[service].replace("postgresql://", "postgresql+asyncpg://", 1)
 
     def create(self, fresh: bool) -> None:
         if self.backend == "sqlite":
@@ -183,6 +189,10 @@ class Databases:
                 for service in PG_DATABASES:
                     for suffix in ("", "-wal", "-shm"):
                         (self.work_dir / f"{service}.db{suffix}").unlink(missing_ok=True)
+            return
+        if self.given:
+            if fresh:
+                raise ValueError("--fresh drops only the benchmark's own databases")
             return
         import psycopg
 
@@ -208,7 +218,7 @@ class Databases:
             return
         import psycopg
 
-        with psycopg.connect(f"{POSTGRES_BASE}/{PG_DATABASES[service]}") as pg_connection:
+        with psycopg.connect(self.postgres_urls[service]) as pg_connection:
             yield pg_connection
 
     def query(self, service: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -225,7 +235,7 @@ class Databases:
         rows = self.query(
             "thoughts",
             "SELECT pid FROM pg_stat_activity WHERE datname = ANY(?) AND pid <> pg_backend_pid()",
-            list(PG_DATABASES.values()),
+            [url.rpartition("/")[2] for url in self.postgres_urls.values()],
         )
         return [int(row[0]) for row in rows]
 
@@ -270,46 +280,65 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def pids_named(*commands: str) -> list[int]:
+    """The processes on this machine running one of these commands (/proc/<pid>/comm)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in commands:
+                    pids.append(int(entry.name))
+    return pids
+
+
+# A group's reading: the CPU seconds so far of each of its members (processes, containers).
+Reading = dict[int | str, float]
+
+
 class CpuMeter:
-    """CPU seconds used by each group of processes between start() and per_request()."""
+    """CPU seconds used by each group between start() and per_request(), plus wrk's (this
+    process's waited-for children). A group is a function that reads its members' CPU so far:
+    a service's workers, the run's PostgreSQL backends, a container's cgroup (bench/gateway.py).
+    A member first seen at the end counts whole (a pool's new connection: all of its time is
+    the scenario's); one gone by then is left out (what it used is lost)."""
 
-    def __init__(self, services: dict[str, Service], databases: Databases) -> None:
-        self._groups: dict[str, list[int]] = {
-            name: service.workers() for name, service in services.items()
-        }
-        self._databases = databases if databases.backend == "postgresql" else None
-        self._start: dict[str, float] = {}
-        self._start_backends: dict[int, float] = {}
+    def __init__(self, groups: dict[str, Callable[[], Reading]]) -> None:
+        self._groups = groups
+        self._start: dict[str, Reading] = {}
+        self._start_wrk = 0.0
 
-    def _backends(self) -> dict[int, float]:
-        # Listed at both ends: a pool may open a connection while the scenario runs, and all of
-        # a new backend's CPU time is then the scenario's.
-        assert self._databases is not None
-        return {pid: cpu_seconds(pid) for pid in self._databases.backend_pids()}
-
-    def _now(self) -> dict[str, float]:
-        totals = {
-            name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self._groups.items()
-        }
+    @staticmethod
+    def _children() -> float:
         children = os.times()
-        totals["wrk"] = children.children_user + children.children_system
-        return totals
+        return children.children_user + children.children_system
 
     def start(self) -> None:
-        self._start = self._now()
-        if self._databases is not None:
-            self._start_backends = self._backends()
+        self._start = {name: read() for name, read in self._groups.items()}
+        self._start_wrk = self._children()
 
     def per_request(self, requests: int) -> dict[str, float]:
-        end = self._now()
-        used = {name: end[name] - self._start[name] for name in self._groups}
-        if self._databases is not None:
-            backends = self._backends()
-            used["postgres"] = sum(
-                cpu - self._start_backends.get(pid, 0.0) for pid, cpu in backends.items()
-            )
-        used["wrk"] = end["wrk"] - self._start["wrk"]
+        used = {}
+        for name, read in self._groups.items():
+            before = self._start[name]
+            used[name] = sum(cpu - before.get(member, 0.0) for member, cpu in read().items())
+        used["wrk"] = self._children() - self._start_wrk
         return {name: round(seconds * 1e6 / max(requests, 1), 1) for name, seconds in used.items()}
+
+
+def processes_cpu(pids: Callable[[], list[int]]) -> Callable[[], Reading]:
+    """A CpuMeter group: the processes `pids()` finds at each reading."""
+    return lambda: {pid: cpu_seconds(pid) for pid in pids()}
+
+
+def process_groups(
+    services: dict[str, Service], databases: Databases
+) -> dict[str, Callable[[], Reading]]:
+    """The CpuMeter groups of a benchmark run: each service's workers and, on PostgreSQL, the
+    backends serving the run's databases."""
+    groups = {name: processes_cpu(service.workers) for name, service in services.items()}
+    if databases.backend == "postgresql":
+        groups["postgres"] = processes_cpu(databases.backend_pids)
+    return groups
 
 
 def memory_of(pid: int) -> dict[str, float]:
@@ -594,7 +623,7 @@ def run_open_loop_levels(
     base_url: str,
     scenario: Scenario,
     closed_loop_rps: float,
-    meter: Callable[[], CpuMeter],
+    meter: CpuMeter,
     databases: Databases,
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:
@@ -605,8 +634,7 @@ def run_open_loop_levels(
     rows = []
     for load in args.open_loop_loads:
         before = _writer_rows(databases) if posts else 0
-        cpu = meter()
-        cpu.start()
+        meter.start()
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             measured: OpenLoopResult = runner.run(
                 run_open_loop(
@@ -622,7 +650,7 @@ def run_open_loop_levels(
         row = {"name": scenario.name, "load": load, **asdict(measured)}
         del row["samples"]
         # The services' CPU per request at this load; "wrk" here is the generator processes.
-        row["cpu_us_per_request"] = cpu.per_request(measured.requests)
+        row["cpu_us_per_request"] = meter.per_request(measured.requests)
         target = OPEN_LOOP_P99_TARGET_MS.get(scenario.name, OPEN_LOOP_P99_TARGET_DEFAULT_MS)
         row["p99_target_ms"] = target
         if posts:
@@ -903,7 +931,7 @@ def _writer_rows(databases: Databases) -> int:
 def run_scenario(
     scenario: Scenario,
     url: str,
-    services: dict[str, Service],
+    meter: CpuMeter,
     databases: Databases,
     args: argparse.Namespace,
     work_dir: Path,
@@ -922,7 +950,6 @@ def run_scenario(
         run_wrk(url, scenario, script, seconds=args.warmup, **wrk)
     posts = scenario.name == "create thought"
     before = _writer_rows(databases) if posts else 0
-    meter = CpuMeter(services, databases)
     meter.start()
     result = run_wrk(url, scenario, script, seconds=args.duration, **wrk)
     result.cpu_us_per_request = meter.per_request(result.requests)
@@ -943,6 +970,34 @@ def run_scenario(
     return result
 
 
+def prepare_scenarios(
+    users_url: str, facts: DataFacts, args: argparse.Namespace, admin_token: str | None = None
+) -> list[Scenario]:
+    """The scenarios asked for (--only, always with healthz), their accounts ready: the writer
+    created through the users service's admin API (Bearer `admin_token` where it needs one)."""
+    created = httpx.post(
+        f"{users_url}/admin/users/",
+        json={"username": WRITER, "password": PASSWORD},
+        headers={"Authorization": f"Bearer {admin_token}"} if admin_token else {},
+        timeout=30,
+    )
+    if created.status_code not in (201, 409):
+        created.raise_for_status()
+    return [
+        scenario
+        for scenario in scenarios(
+            min_id=facts.min_id,
+            max_id=facts.max_id,
+            author=facts.author,
+            author_token=login(users_url, facts.author),
+            writer_token=login(users_url, WRITER),
+            authors=args.authors,
+            rare_hits=facts.rare_hits,
+        )
+        if not args.only or scenario.name in args.only or scenario.name == "healthz"
+    ]
+
+
 def run_scenarios(
     services: dict[str, Service],
     databases: Databases,
@@ -960,27 +1015,11 @@ def run_scenarios(
             service.wait_until("/readyz", timeout=300)
         say("bench: services ready: " + ", ".join(f"{s.name} {s.url}" for s in services.values()))
 
-        users_url = services["users"].url
-        created = httpx.post(
-            f"{users_url}/admin/users/", json={"username": WRITER, "password": PASSWORD}, timeout=30
-        )
-        if created.status_code not in (201, 409):
-            created.raise_for_status()
-        all_scenarios = scenarios(
-            min_id=facts.min_id,
-            max_id=facts.max_id,
-            author=facts.author,
-            author_token=login(users_url, facts.author),
-            writer_token=login(users_url, WRITER),
-            authors=args.authors,
-            rare_hits=facts.rare_hits,
-        )
-        for scenario in all_scenarios:
-            if args.only and scenario.name not in args.only and scenario.name != "healthz":
-                continue
+        meter = CpuMeter(process_groups(services, databases))
+        for scenario in prepare_scenarios(services["users"].url, facts, args):
             url = services[scenario.service].url + scenario.path
             try:
-                result = run_scenario(scenario, url, services, databases, args, work_dir, run)
+                result = run_scenario(scenario, url, meter, databases, args, work_dir, run)
             except SanityCheckFailed as exc:
                 # One scenario's wrong answer (a 503 of an overloaded machine, say) fails the
                 # run, but the others are still measured and the results still written.
@@ -997,7 +1036,7 @@ def run_scenarios(
                     services[scenario.service].url,
                     scenario,
                     result.rps,
-                    lambda: CpuMeter(services, databases),
+                    meter,
                     databases,
                     args,
                 )
@@ -1007,6 +1046,12 @@ def run_scenarios(
     finally:
         for service in services.values():
             service.stop()
+    settle(run)
+    return run
+
+
+def settle(run: Run) -> None:
+    """Each result's fraction of the /healthz rate; every failed request a failure of the run."""
     ceiling = next((r.rps for r in run.results if r.name == "healthz"), 0.0)
     for r in run.results:
         r.ceiling_ratio = round(r.rps / ceiling, 3) if ceiling else 0.0
@@ -1023,7 +1068,6 @@ def run_scenarios(
                 f"create thought open loop {row['load']:.0%}: {row['acknowledged_201']} "
                 f"acknowledged but only {row['rows_added']} rows added"
             )
-    return run
 
 
 def report(
