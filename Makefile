@@ -30,7 +30,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth libs/testkit/testkit services/users/users_service \
 		services/thoughts/thoughts_service services/frontend/frontend_service services/tasks/tasks_service devtools/devtools \
 		bench/run.py bench/openloop.py bench/plot_openloop.py bench/openloop_capacity.py \
-		bench/pg_search.py bench/pg_scale.py bench/gateway.py
+		bench/pg_search.py bench/pg_scale.py bench/gateway.py bench/gateway_cpu.py
 
 # The Kubernetes policy scanner in a venv of its own (requirements/checkov.txt says why); defined
 # before the rules that need it (make expands prerequisites as it reads them).

@@ -43,6 +43,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -242,13 +243,37 @@ class Pair:
             "gateway_cpu_us": round(cpu(self.gateway, "gateway"), 1),
             "direct_total_cpu_us": round(cpu(self.direct), 1),
             "gateway_total_cpu_us": round(cpu(self.gateway), 1),
+            # What the throughput ratio is when every process shares the same cores and they
+            # are the bottleneck: CPU per request direct / through the gateway. Unlike req/s it
+            # hardly depends on what else the machine runs meanwhile.
+            "cpu_ratio": round(cpu(self.direct) / cpu(self.gateway), 3) if cpu(self.gateway) else 0,
         }
+
+
+def idle_cpu(meter: CpuMeter, seconds: float) -> dict[str, float]:
+    """Each group's CPU in microseconds per second while no request is sent: Docker's health
+    probes (a Python process every 5 s in each container), the gateway's checks, scrapes."""
+    meter.start()
+    time.sleep(seconds)
+    used = meter.per_request(1)  # microseconds over the whole pause
+    return {group: round(us / seconds, 1) for group, us in used.items() if group != "wrk"}
+
+
+def without_idle(result: Result, idle: dict[str, float]) -> dict[str, float]:
+    """CPU per request minus what the groups use anyway over the run's duration (requests / rps):
+    at a few hundred requests per second the probes would otherwise weigh as much as a request."""
+    if not result.rps:
+        return result.cpu_us_per_request
+    return {
+        group: round(us - idle.get(group, 0.0) / result.rps, 1)
+        for group, us in result.cpu_us_per_request.items()
+    }
 
 
 def print_comparison(summaries: list[dict[str, Any]]) -> None:
     header = (
         f"{'scenario':<20} {'direct':>8} {'gateway':>8} {'ratio':>6} {'range':>11} "
-        f"{'p99 d ms':>9} {'p99 g ms':>9} {'haproxy':>8} {'CPU d':>7} {'CPU g':>7}"
+        f"{'p99 d ms':>9} {'p99 g ms':>9} {'haproxy':>8} {'CPU d':>7} {'CPU g':>7} {'CPU d/g':>7}"
     )
     say(header)
     say("-" * len(header))
@@ -257,12 +282,14 @@ def print_comparison(summaries: list[dict[str, Any]]) -> None:
             f"{s['name']:<20} {s['direct_rps']:>8.0f} {s['gateway_rps']:>8.0f} {s['ratio']:>6.2f} "
             f"{s['ratio_min']:>5.2f}-{s['ratio_max']:<5.2f} {s['direct_p99_ms']:>9.2f} "
             f"{s['gateway_p99_ms']:>9.2f} {s['gateway_cpu_us']:>8.0f} "
-            f"{s['direct_total_cpu_us']:>7.0f} {s['gateway_total_cpu_us']:>7.0f}"
+            f"{s['direct_total_cpu_us']:>7.0f} {s['gateway_total_cpu_us']:>7.0f} "
+            f"{s['cpu_ratio']:>7.2f}"
         )
     say(
         "req/s direct and through the gateway (mean of the rounds), gateway/direct (and its "
         "range over the rounds), p99 (worst round), the gateway container's CPU us per request, "
-        "and all metered CPU us per request both ways."
+        "all metered CPU us per request both ways and their ratio (the throughput ratio when "
+        "the cores are the bottleneck); CPU without the idle system's own (--idle)."
     )
 
 
@@ -286,6 +313,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up, each time")
     parser.add_argument("--timeout", type=int, default=10, help="wrk's per-request timeout")
     parser.add_argument("--rounds", type=int, default=1, help="direct and gateway, alternating")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=10,
+        help="seconds of measuring the system's CPU with no requests (health checks, probes), "
+        "subtracted from every CPU per request",
+    )
     parser.add_argument("--only", action="append", help="run only these scenarios (repeatable)")
     parser.add_argument(
         "--published", action="store_true", help="through the ports published on the host"
@@ -306,6 +340,7 @@ def run_pairs(
     targets: Targets,
     api: RuntimeAPI,
     meter: CpuMeter,
+    idle: dict[str, float],
     databases: Databases,
     args: argparse.Namespace,
     work_dir: Path,
@@ -323,6 +358,7 @@ def run_pairs(
                     wait_until_up(api, scenario.service, "new-1", timeout=60)
                 url = targets.base(mode, scenario.service) + scenario.path
                 result = run_scenario(scenario, url, meter, databases, args, work_dir, runs[mode])
+                result.cpu_us_per_request = without_idle(result, idle)
                 runs[mode].results.append(result)
                 getattr(pair, mode).append(result)
                 say(
@@ -357,7 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     replicas = contextlib.nullcontext() if args.both_replicas else one_replica_each(api)
     try:
         with replicas:
-            runs, pairs = run_pairs(scenarios, where, api, meter, databases, args, work_dir)
+            idle = idle_cpu(meter, args.idle)
+            say(
+                "bench: idle CPU, ms per second: "
+                + ", ".join(f"{g} {v / 1000:.1f}" for g, v in idle.items())
+            )
+            runs, pairs = run_pairs(scenarios, where, api, meter, idle, databases, args, work_dir)
     finally:
         databases.query("thoughts", "DELETE FROM thoughts WHERE username = ?", WRITER)
     for run in runs.values():
@@ -399,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
         },
         "data": asdict(facts),
+        "idle_cpu_us_per_second": idle,
         "comparison": summaries,
         "direct": [asdict(r) for r in runs["direct"].results],
         "gateway": [asdict(r) for r in runs["gateway"].results],

@@ -1,0 +1,75 @@
+"""bench/gateway.py's parts that need no Docker: reading a control group's CPU (this test's
+own, on the real /sys/fs/cgroup), the compose secret's database URL turned into one this
+machine reaches, and the idle system's CPU taken out of a request's. The whole tool runs
+against a compose project (bench/README.md, "Through the gateway")."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def gateway() -> ModuleType:
+    # The benchmark's modules import each other by name from bench/, as when run as scripts.
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module("gateway")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_a_cgroup_reader_counts_the_cpu_this_process_burns(gateway: ModuleType) -> None:
+    read = gateway.cgroup_cpu(os.getpid())
+    before_group, before_self, start = read(), time.process_time(), time.monotonic()
+    while time.process_time() - before_self < 0.3:
+        sum(range(10_000))
+    burned = time.process_time() - before_self
+    used = read() - before_group
+    wall = time.monotonic() - start
+    # The group holds this process (and maybe others): at least what it burned, and no more
+    # than every core for the whole time, in seconds.
+    assert 0.9 * burned <= used <= (os.cpu_count() or 1) * wall + 0.05
+
+
+def test_the_database_url_points_at_the_postgres_container(
+    gateway: ModuleType, tmp_path: Path
+) -> None:
+    for service in ("thoughts", "users"):
+        url = f"postgresql+asyncpg://{service}:s3cr%2Ft@postgres:5432/{service}\n"
+        (tmp_path / f"{service}_database_url").write_text(url)
+    postgres = gateway.Container("postgres", "abc", "172.18.0.4", 1, {})
+    urls = gateway.database_urls({"postgres": postgres}, tmp_path)
+    assert urls == {
+        "thoughts": "postgresql://thoughts:s3cr%2Ft@172.18.0.4:5432/thoughts",
+        "users": "postgresql://users:s3cr%2Ft@172.18.0.4:5432/users",
+    }
+
+
+def test_the_idle_systems_cpu_is_taken_out_per_request(gateway: ModuleType) -> None:
+    result = gateway.Result(
+        name="healthz",
+        url="http://x/healthz",
+        rps=500.0,
+        p50_ms=1,
+        p90_ms=1,
+        p99_ms=1,
+        max_ms=1,
+        requests=5000,
+        non_2xx=0,
+        socket_errors=0,
+        timeouts=0,
+        statuses={"200": 5000},
+        cpu_us_per_request={"frontend": 300.0, "gateway": 40.0, "wrk": 50.0},
+    )
+    # 25,000 us per second of probes in the frontend is 50 us of each of 500 requests a second.
+    idle = {"frontend": 25_000.0, "gateway": 5_000.0}
+    assert gateway.without_idle(result, idle) == {"frontend": 250.0, "gateway": 30.0, "wrk": 50.0}
