@@ -12,6 +12,7 @@ import functools
 import logging
 import ssl
 import time
+from collections.abc import Iterable, Mapping
 
 import httpx
 
@@ -27,21 +28,24 @@ log = logging.getLogger("servicekit.http")
 # (e.g. POST /api/me/thoughts/) stores it once, however often it arrives.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_HEADER_LOWER = IDEMPOTENCY_KEY_HEADER.lower()
 
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 
-def worth_retrying(response: httpx.Response) -> bool:
+def worth_retrying(status_code: int, headers: Mapping[str, str] | httpx.Headers) -> bool:
     """A 502/503/504 from something in between (a proxy, a server restarting) is worth another
     try; one with `Retry-After` is the service's own considered answer ("this search took too
     long", "too busy, come back in a second"), and repeating it at once only adds to the load
     that caused it: a frontend that retried such a search twice tripled an attack (issue 14)."""
-    return response.status_code in RETRY_STATUSES and "retry-after" not in response.headers
+    return status_code in RETRY_STATUSES and "retry-after" not in headers
 
 
-def may_repeat(request: httpx.Request) -> bool:
-    return request.method in IDEMPOTENT_METHODS or IDEMPOTENCY_KEY_HEADER in request.headers
+def may_repeat(method: str, header_names: Iterable[str]) -> bool:
+    return method in IDEMPOTENT_METHODS or any(
+        name.lower() == IDEMPOTENCY_KEY_HEADER_LOWER for name in header_names
+    )
 
 
 class RetryTransport(httpx.AsyncBaseTransport):
@@ -66,8 +70,8 @@ class RetryTransport(httpx.AsyncBaseTransport):
             else:
                 if (
                     attempt >= self.retries
-                    or not may_repeat(request)
-                    or not worth_retrying(response)
+                    or not may_repeat(request.method, request.headers.keys())
+                    or not worth_retrying(response.status_code, response.headers)
                 ):
                     return response
                 await response.aclose()
@@ -133,7 +137,7 @@ class MeasuredTransport(httpx.AsyncBaseTransport):
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     # Loading the CA bundle takes ~0.1 s; httpx would do it again for every client it builds.
     return httpx.create_ssl_context()
 
@@ -154,7 +158,7 @@ def create_http_client(
     tracing: Tracing | None = None,
 ) -> httpx.AsyncClient:
     inner = transport or httpx.AsyncHTTPTransport(
-        verify=_ssl_context(),
+        verify=ssl_context(),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
     )
     return httpx.AsyncClient(

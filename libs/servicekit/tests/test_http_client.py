@@ -166,8 +166,8 @@ async def test_a_really_refused_connection_is_retried_then_raised() -> None:
 
 
 def test_the_shared_tls_context_verifies_certificates() -> None:
-    context = http_module._ssl_context()
-    assert context is http_module._ssl_context()  # built once, not per client
+    context = http_module.ssl_context()
+    assert context is http_module.ssl_context()  # built once, not per client
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is True
 

@@ -1,8 +1,9 @@
 """The users and thoughts services, as this frontend sees them: plain HTTP clients of their APIs.
 
-Every call goes through the kit's HTTP client (`app.state.http`: timeouts, bounded retries, the
-request id forwarded as X-Request-ID). What can go wrong is turned into a few exceptions the pages
-know how to show:
+Every call goes through the kit's pooled client (`servicekit.pooled_http`, one per backend and
+process, made by `main.create_app`: kept-alive connections, timeouts, bounded retries, the request
+id forwarded as X-Request-ID, metrics and tracing). What can go wrong is turned into a few
+exceptions the pages know how to show:
 
 - `BackendUnavailable`: the service is down, slow or failing (5xx) -> the 503 page. It says
   whether the call may have reached the service (`reached`), and for a change, what could not
@@ -21,7 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+from servicekit.pooled_http import (
+    CallFailed,
+    CallTimedOut,
+    ConnectFailed,
+    PooledHttpClient,
+    PooledResponse,
+)
 
 log = logging.getLogger("frontend.backends")
 
@@ -99,7 +106,7 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _problem_fields(response: httpx.Response, default_field: str = "") -> dict[str, str]:
+def _problem_fields(response: PooledResponse, default_field: str = "") -> dict[str, str]:
     """An RFC 9457 problem body as {field: message}."""
     try:
         body = response.json()
@@ -115,42 +122,40 @@ def _problem_fields(response: httpx.Response, default_field: str = "") -> dict[s
     return fields or {default_field: f"the request was refused ({response.status_code})"}
 
 
-def _retry_after(response: httpx.Response) -> int | None:
+def _retry_after(response: PooledResponse) -> int | None:
     try:
-        return max(1, int(response.headers.get("Retry-After", "")))
+        return max(1, int(response.header("Retry-After") or ""))
     except ValueError:
         return None
 
 
-def next_cursor(response: httpx.Response, parameter: str) -> str | None:
+def next_cursor(response: PooledResponse, parameter: str) -> str | None:
     """The cursor parameter of the RFC 8288 `rel="next"` link, if there is a next page."""
-    link = response.links.get("next")
-    if not link or not link.get("url"):
+    url = response.link("next")
+    if not url:
         return None
-    values = parse_qs(urlsplit(link["url"]).query).get(parameter)
+    values = parse_qs(urlsplit(url).query).get(parameter)
     return values[0] if values else None
 
 
 class Backend:
-    """One backend service at a base URL, called through the shared client."""
+    """One backend service, called through its own pooled client (made once per process)."""
 
-    def __init__(self, name: str, base_url: str, client: httpx.AsyncClient) -> None:
-        self.name = name
-        self.base_url = base_url
+    def __init__(self, client: PooledHttpClient) -> None:
+        self.name = client.dependency
         self.client = client
 
-    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def call(self, method: str, path: str, **kwargs: Any) -> PooledResponse:
         try:
-            response = await self.client.request(
-                method, f"{self.base_url}{path}", extensions={"dependency": self.name}, **kwargs
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            reached, reason = False, f"could not be reached ({type(exc).__name__})"
-        except httpx.TimeoutException:
-            reached, reason = True, "did not answer in time"
-        except httpx.TransportError as exc:
+            response = await self.client.request(method, path, **kwargs)
+        except CallTimedOut as exc:
+            reached = exc.reached
+            reason = "did not answer in time" if reached else f"could not be reached ({exc})"
+        except ConnectFailed as exc:
+            reached, reason = False, f"could not be reached ({exc})"
+        except CallFailed as exc:
             # The request may have been sent before the connection failed.
-            reached, reason = True, f"could not be reached ({type(exc).__name__})"
+            reached, reason = True, f"could not be reached ({exc})"
         else:
             reached = True
             if response.status_code < 500:
@@ -166,14 +171,14 @@ class Backend:
         )
         raise BackendUnavailable(self.name, reason, reached=reached)
 
-    def unexpected(self, response: httpx.Response) -> BackendUnavailable | BackendRefused:
+    def unexpected(self, response: PooledResponse) -> BackendUnavailable | BackendRefused:
         """An answer the page did not expect: a 4xx is a refusal of what was asked (the 400 page),
         anything else means the service is not working (the 503 page)."""
         log.warning(
             "%s service answered %s %s with HTTP %d",
             self.name,
-            response.request.method,
-            response.request.url.path,
+            response.method,
+            response.path,
             response.status_code,
             extra={"backend": self.name},
         )
@@ -183,9 +188,6 @@ class Backend:
 
 
 class UsersClient(Backend):
-    def __init__(self, base_url: str, client: httpx.AsyncClient) -> None:
-        super().__init__(USERS, base_url, client)
-
     async def login(self, username: str, password: str, client_address: str | None) -> str:
         """The session token; FormError on wrong credentials or throttling."""
         headers = {"X-Forwarded-For": client_address} if client_address else {}
@@ -259,16 +261,13 @@ class ThoughtsClient(Backend):
     SEARCH = "search"
     ORDER = ("order", "desc")
 
-    def __init__(self, base_url: str, client: httpx.AsyncClient) -> None:
-        super().__init__(THOUGHTS, base_url, client)
-
     def _page_params(self, limit: int, cursor: str | None) -> dict[str, str | int]:
         params: dict[str, str | int] = {self.LIMIT: limit, self.ORDER[0]: self.ORDER[1]}
         if cursor:
             params[self.CURSOR] = cursor
         return params
 
-    def _page(self, response: httpx.Response) -> ThoughtPage:
+    def _page(self, response: PooledResponse) -> ThoughtPage:
         body = response.json()
         items = body if isinstance(body, list) else body.get("items", [])
         return ThoughtPage(

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from frontend_service import __version__
+from frontend_service.backends import THOUGHTS, USERS, ThoughtsClient, UsersClient
 from frontend_service.csrf import CsrfSigner
 from frontend_service.errors import install_error_pages
 from frontend_service.headers import SecurityHeadersMiddleware
@@ -16,6 +17,7 @@ from frontend_service.pages import router
 from frontend_service.settings import FrontendSettings
 from frontend_service.web import CookieNames
 from servicekit import ServiceSpec, create_service_app, load_settings
+from servicekit.pooled_http import PooledHttpClient
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -24,6 +26,11 @@ The MyThoughts web site: server-rendered pages for logging in, posting and delet
 thoughts and searching everybody's. It owns no data: it calls the users and thoughts services
 over HTTP, like any other client.
 """
+
+
+async def _close_backends(app: FastAPI) -> None:
+    await app.state.users.client.aclose()
+    await app.state.thoughts.client.aclose()
 
 
 def create_app(settings: FrontendSettings | None = None) -> FastAPI:
@@ -35,6 +42,7 @@ def create_app(settings: FrontendSettings | None = None) -> FastAPI:
             description=DESCRIPTION,
             package_version=__version__,
             routers=[router],
+            on_shutdown=[_close_backends],
             extra_state={
                 "csrf_signer": CsrfSigner(settings.secret_key.get_secret_value()),
                 "cookie_names": CookieNames.for_site(settings.cookie_secure),
@@ -42,6 +50,21 @@ def create_app(settings: FrontendSettings | None = None) -> FastAPI:
         ),
     )
     app.state.frontend_metrics = FrontendMetrics(app.state.metrics)
+
+    # One client per backend and process: every page calls thoughts, and kept-alive connections
+    # spare each call a connect and the per-call cost of a general-purpose client.
+    def backend_client(name: str, base_url: str) -> PooledHttpClient:
+        return PooledHttpClient(
+            base_url,
+            dependency=name,
+            timeout_seconds=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+            metrics=app.state.metrics,
+            tracing=app.state.tracing,
+        )
+
+    app.state.users = UsersClient(backend_client(USERS, settings.users_url))
+    app.state.thoughts = ThoughtsClient(backend_client(THOUGHTS, settings.thoughts_url))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_pages(app)
     app.add_middleware(SecurityHeadersMiddleware)
