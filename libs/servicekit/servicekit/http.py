@@ -12,7 +12,8 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -89,6 +90,57 @@ class RetryTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class _Answer(Protocol):
+    @property
+    def status_code(self) -> int: ...
+
+
+AnswerT = TypeVar("AnswerT", bound=_Answer)
+
+
+async def measured_call(
+    call: Callable[[], Awaitable[AnswerT]],
+    *,
+    dependency: str,
+    method: str,
+    url: str,
+    headers: MutableMapping[str, str] | httpx.Headers,
+    metrics: Metrics | None,
+    tracing: Tracing | None,
+    timeout_errors: tuple[type[BaseException], ...],
+    connect_errors: tuple[type[BaseException], ...],
+) -> AnswerT:
+    """Runs one outgoing call (its retries included): counted and timed by dependency and
+    outcome and, with tracing, wrapped in a CLIENT span whose context goes out in `headers` as
+    `traceparent` (written before `call` runs). Shared by both clients of the kit."""
+    span = None
+    if tracing is not None:
+        span = tracing.start_client_span(method, url, dependency)
+        tracing.inject(span, headers)
+    outcome = "error"
+    error: BaseException | None = None
+    start = time.perf_counter()
+    try:
+        response = await call()
+        outcome = f"{response.status_code // 100}xx"
+        return response
+    except timeout_errors as exc:
+        outcome, error = "timeout", exc
+        raise
+    except connect_errors as exc:
+        outcome, error = "connect_error", exc
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if metrics is not None:
+            metrics.observe_outgoing(dependency, outcome, time.perf_counter() - start)
+        if span is not None:
+            span.set_attribute("outcome", outcome)
+            end_span(span, error, failed=outcome == "5xx")
+
+
 class MeasuredTransport(httpx.AsyncBaseTransport):
     """Counts and times each call (its retries included) and, with tracing, wraps it in a span
     whose context goes out as `traceparent`."""
@@ -105,32 +157,17 @@ class MeasuredTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         dependency = str(request.extensions.get("dependency") or request.url.host or "unknown")
-        span = None
-        if self.tracing is not None:
-            span = self.tracing.start_client_span(request.method, str(request.url), dependency)
-            self.tracing.inject(span, request.headers)
-        outcome = "error"
-        error: BaseException | None = None
-        start = time.perf_counter()
-        try:
-            response = await self.inner.handle_async_request(request)
-            outcome = f"{response.status_code // 100}xx"
-            return response
-        except httpx.TimeoutException as exc:
-            outcome, error = "timeout", exc
-            raise
-        except httpx.ConnectError as exc:
-            outcome, error = "connect_error", exc
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if self.metrics is not None:
-                self.metrics.observe_outgoing(dependency, outcome, time.perf_counter() - start)
-            if span is not None:
-                span.set_attribute("outcome", outcome)
-                end_span(span, error, failed=outcome == "5xx")
+        return await measured_call(
+            lambda: self.inner.handle_async_request(request),
+            dependency=dependency,
+            method=request.method,
+            url=str(request.url),
+            headers=request.headers,
+            metrics=self.metrics,
+            tracing=self.tracing,
+            timeout_errors=(httpx.TimeoutException,),
+            connect_errors=(httpx.ConnectError,),
+        )
 
     async def aclose(self) -> None:
         await self.inner.aclose()

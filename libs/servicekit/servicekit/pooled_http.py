@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -31,9 +30,9 @@ import httptools
 import orjson
 
 from servicekit.context import REQUEST_ID_HEADER, current_request_id
-from servicekit.http import may_repeat, ssl_context, worth_retrying
+from servicekit.http import may_repeat, measured_call, ssl_context, worth_retrying
 from servicekit.metrics import Metrics
-from servicekit.tracing import Tracing, end_span
+from servicekit.tracing import Tracing
 
 log = logging.getLogger("servicekit.http")
 
@@ -231,40 +230,26 @@ class PooledHttpClient:
         request_id = current_request_id()
         if request_id and REQUEST_ID_HEADER not in outgoing:
             outgoing[REQUEST_ID_HEADER] = request_id
-        span = None
-        if self._tracing is not None:
-            span = self._tracing.start_client_span(
-                method, f"{self.base_url}{target}", self.dependency
-            )
-            self._tracing.inject(span, outgoing)
         body = b"" if json is None else orjson.dumps(json)
         if json is not None:
             outgoing["Content-Type"] = "application/json"
-        raw = self._encode(method, target, outgoing, body)
-        outcome = "error"
-        error: BaseException | None = None
-        start = time.perf_counter()
-        try:
-            response = await self._with_retries(method, target, raw, outgoing)
-            outcome = f"{response.status_code // 100}xx"
-            return response
-        except CallTimedOut as exc:
-            outcome, error = "timeout", exc
-            raise
-        except ConnectFailed as exc:
-            outcome, error = "connect_error", exc
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if self._metrics is not None:
-                self._metrics.observe_outgoing(
-                    self.dependency, outcome, time.perf_counter() - start
-                )
-            if span is not None:
-                span.set_attribute("outcome", outcome)
-                end_span(span, error, failed=outcome == "5xx")
+
+        async def call() -> PooledResponse:
+            # Encoded here: measured_call has written traceparent into the headers by now.
+            raw = self._encode(method, target, outgoing, body)
+            return await self._with_retries(method, target, raw, outgoing)
+
+        return await measured_call(
+            call,
+            dependency=self.dependency,
+            method=method,
+            url=f"{self.base_url}{target}",
+            headers=outgoing,
+            metrics=self._metrics,
+            tracing=self._tracing,
+            timeout_errors=(CallTimedOut,),
+            connect_errors=(ConnectFailed,),
+        )
 
     def _encode(self, method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
