@@ -29,8 +29,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy libs/servicekit/servicekit libs/auth/mythoughts_auth libs/testkit/testkit services/users/users_service \
 		services/thoughts/thoughts_service services/frontend/frontend_service services/tasks/tasks_service devtools/devtools \
-		bench/run.py bench/openloop.py bench/plot_openloop.py bench/openloop_capacity.py \
-		bench/pg_search.py bench/pg_scale.py bench/gateway.py bench/gateway_cpu.py
+		bench/*.py
+	# The tests, each module named by its path (every suite has a conftest.py), with their own
+	# cache: the option changes every module's name, which would invalidate the other run's.
+	$(BIN)/mypy --explicit-package-bases --cache-dir .mypy_cache/tests \
+		libs/servicekit/tests libs/auth/tests services/users/tests services/thoughts/tests \
+		services/frontend/tests services/tasks/tests tests
 
 # The Kubernetes policy scanner in a venv of its own (requirements/checkov.txt says why); defined
 # before the rules that need it (make expands prerequisites as it reads them).

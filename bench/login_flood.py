@@ -36,6 +36,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -83,7 +84,9 @@ async def _login(client: httpx.AsyncClient, name: str, password: str, address: s
     return answer.status_code
 
 
-async def capacity(base: str, name: str, password: str, seconds: float, users: Service) -> dict:
+async def capacity(
+    base: str, name: str, password: str, seconds: float, users: Service
+) -> dict[str, Any]:
     done = 0
     deadline = time.monotonic() + seconds
 
@@ -143,11 +146,11 @@ async def _attacker(base: str, address: str, stop: asyncio.Event, answers: Count
             connection.close()
 
 
-def _watch(base: str, name: str, password: str, seconds: float) -> dict:
+def _watch(base: str, name: str, password: str, seconds: float) -> dict[str, Any]:
     """In a process of its own, so that the flood's generator does not delay its clocks: one
     prober reads /healthz every 20 ms, another client logs in correctly every 250 ms."""
 
-    async def watch() -> dict:
+    async def watch() -> dict[str, Any]:
         health: list[float] = []
         good: list[float] = []
         good_failures: Counter[int] = Counter()
@@ -188,7 +191,7 @@ def _watch(base: str, name: str, password: str, seconds: float) -> dict:
 
 async def flood(
     base: str, name: str, password: str, seconds: float, addresses: int, users: Service
-) -> dict:
+) -> dict[str, Any]:
     stop = asyncio.Event()
     answers: Counter[int] = Counter()
     tasks = [

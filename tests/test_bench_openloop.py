@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def _openloop() -> ModuleType:
     return module
 
 
-openloop = _openloop()
+openloop: Any = _openloop()
 
 
 class StallingServer:
@@ -65,7 +66,7 @@ class StallingServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    async def run(self, max_connections: int, processes: int = 1) -> object:
+    async def run(self, max_connections: int, processes: int = 1) -> Any:
         server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:

@@ -57,7 +57,7 @@ def page(system, browser, request):
         name = f"{request.node.name.removeprefix('test_')}-{next(steps):02d}-{step}.png"
         (target or tab).screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
-    tab.shot = shot  # type: ignore[attr-defined]
+    tab.shot = shot
     yield tab
     context.close()
 

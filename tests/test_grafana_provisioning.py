@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -22,7 +23,7 @@ GRAFANA = ROOT / "deploy" / "observability" / "grafana"
 COMPOSE = str(Path(sys.executable).with_name("docker-compose"))
 
 
-def _compose_config(*args: str) -> dict:
+def _compose_config(*args: str) -> dict[str, Any]:
     result = subprocess.run(
         [COMPOSE, *args, "config", "--format", "json"],
         cwd=ROOT,
@@ -32,7 +33,8 @@ def _compose_config(*args: str) -> dict:
         env={**os.environ, "COMPOSE_SECRETS_DIR": str(ROOT / "var" / "compose-secrets")},
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
 
 
 def test_the_observability_profile_adds_grafana_with_the_provisioning() -> None:

@@ -22,6 +22,7 @@ from devtools.legacy_schema import LEGACY_METADATA, thought_model, user_model
 from devtools.testing import TEST_OVERRIDES, LocalSystem
 from testkit.databases import POSTGRES_ADMIN_URL, DatabaseFactory, pg_execute
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
+from thoughts_service.models import Thought
 from users_service.main import MIGRATIONS_DIR as USERS_MIGRATIONS
 from users_service.settings import UsersSettings
 
@@ -38,7 +39,7 @@ PASSWORDS = {1: f"bruce-{uuid.uuid4().hex[:8]}", 3: f"impostor-{uuid.uuid4().hex
 
 
 def legacy_users(backend: str) -> list[dict[str, Any]]:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": 1, "username": "bruce", "password": PASSWORDS[1], "creation": BOOK_TIME},
         {"id": 2, "username": "Mary O'Neil", "password": "mary", "creation": BOOK_TIME},
         {"id": 3, "username": "bruce", "password": PASSWORDS[3], "creation": BOOK_TIME},
@@ -54,7 +55,7 @@ def legacy_users(backend: str) -> list[dict[str, Any]]:
 
 
 def legacy_thoughts(backend: str) -> list[dict[str, Any]]:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": 1, "username": "bruce", "text": "Hello from the book", "timestamp": BOOK_TIME},
         {"id": 2, "username": "stephen", "text": "Search finds ZyzzyvA here", "timestamp": None},
         {"id": 3, "username": "bruce", "text": "", "timestamp": BOOK_TIME},
@@ -244,7 +245,7 @@ def test_refuses_rows_our_database_holds_differently(
         engine = create_async_engine(targets.thoughts_url)
         async with engine.begin() as connection:
             await connection.execute(
-                insert(importer.Thought),
+                insert(Thought),
                 [{"id": 90, "username": "someone", "text": "posted here first"}],
             )
         await engine.dispose()
@@ -271,7 +272,7 @@ def test_a_run_cut_short_is_completed_by_the_next(legacy: Legacy, targets: Targe
     async def forget_the_last_batch() -> None:  # as if the run had stopped before it
         engine = create_async_engine(targets.thoughts_url)
         async with engine.begin() as connection:
-            await connection.execute(delete(importer.Thought).where(importer.Thought.id >= 6))
+            await connection.execute(delete(Thought).where(Thought.id >= 6))
         await engine.dispose()
 
     asyncio.run(forget_the_last_batch())

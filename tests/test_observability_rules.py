@@ -95,7 +95,7 @@ def _routes(*routers: APIRouter) -> list[tuple[str, str]]:
         for router in routers
         for route in router.routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
     ]
 
 

@@ -6,6 +6,7 @@ import json
 import re
 import time
 import uuid
+from typing import Any
 
 import httpx
 
@@ -70,7 +71,7 @@ def test_the_demo_users_are_seeded_once(system):
     assert len(mine.json()) >= 4
 
 
-def log_records(text: str) -> list[dict]:
+def log_records(text: str) -> list[dict[str, Any]]:
     records = []
     for line in text.splitlines():
         try:
@@ -112,7 +113,7 @@ def test_one_request_id_follows_a_click_through_every_service(system):
             assert all(r["service"] == service for r in records)
 
 
-def access_records(system, service: str, request_id: str, route: str) -> list[dict]:
+def access_records(system, service: str, request_id: str, route: str) -> list[dict[str, Any]]:
     """The service's access log lines for one request; a server writes its access line just
     after sending the response, so give it a moment."""
     deadline = time.monotonic() + 5

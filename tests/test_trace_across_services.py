@@ -103,7 +103,7 @@ async def three_services(
     generate_key(keys, "trace-key")
     users_port, thoughts_port = free_port(), free_port()
     users_url, thoughts_url = f"http://127.0.0.1:{users_port}", f"http://127.0.0.1:{thoughts_port}"
-    common = {
+    common: dict[str, Any] = {
         "version_name": "0.1.0",
         "version_sha": "test",
         "otel_exporter_otlp_endpoint": OTLP_ENDPOINT,

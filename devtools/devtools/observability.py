@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # no stubs in the dev requirements
+import yaml
 
 from devtools.dashboards import DASHBOARDS, dashboard_json
 from devtools.slos import HEADER, recording_rules

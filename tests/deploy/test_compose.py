@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = "/usr/bin/docker"
-COMPOSE = str(Path(os.sys.executable).with_name("docker-compose"))
+COMPOSE = str(Path(sys.executable).with_name("docker-compose"))
 PROJECT = "mtcomposetest"
 PORTS = {
     "GATEWAY_PORT": 18080,

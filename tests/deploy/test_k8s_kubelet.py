@@ -189,7 +189,7 @@ class Kubelet:
         else:
             mode = volume["configMap"].get("defaultMode", 0o644)
             sources = [{"configMap": volume["configMap"]}]
-        folder = self.workdir / pod.name / volume["name"]
+        folder: Path = self.workdir / pod.name / volume["name"]
         folder.mkdir(parents=True)
         for source in sources:
             ((kind, ref),) = source.items()
@@ -223,7 +223,7 @@ class Kubelet:
                 continue
             assert mount["name"] in volumes, f"{pod.name}: no volume {mount['name']}"
             volume = volumes[mount["name"]]
-            folder = self.workdir / pod.name / volume["name"]
+            folder: Path = self.workdir / pod.name / volume["name"]
             if "emptyDir" in volume:
                 # A folder on the node, as the kubelet makes it (not a Docker tmpfs, which would
                 # take the mode of the image's folder it covers): 0777, and with an fsGroup that

@@ -131,12 +131,14 @@ def test_production_autoscales_from_two_replicas_pinned_images_and_no_database(
 
 
 def _settings_fields(service: str) -> set[str]:
+    from pydantic_settings import BaseSettings
+
     from frontend_service.settings import FrontendSettings
     from tasks_service.settings import TasksSettings
     from thoughts_service.settings import ThoughtsSettings
     from users_service.settings import UsersSettings
 
-    classes = {
+    classes: dict[str, type[BaseSettings]] = {
         "users": UsersSettings,
         "thoughts": ThoughtsSettings,
         "frontend": FrontendSettings,
@@ -259,7 +261,7 @@ def validate_flux(obj: Obj) -> None:
 
 def test_the_flux_field_check_refuses_what_flux_would() -> None:
     """The check can fail: a misspelt field, a bad duration, a missing required field."""
-    good = {
+    good: dict[str, Any] = {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
         "metadata": {"name": "x", "namespace": "flux-system"},

@@ -135,7 +135,7 @@ def test_key_set_is_immutable(tokens):
 
     assert list(key_set) == ["key-2024"]
     with pytest.raises(TypeError):
-        key_set["key-2025"] = tokens.public_key("key-2025")
+        key_set["key-2025"] = tokens.public_key("key-2025")  # type: ignore[index]
 
 
 def test_key_set_refuses_private_keys(tokens):

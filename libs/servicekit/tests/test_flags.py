@@ -19,8 +19,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def flags_from(path: Path, **options: float) -> Flags:
-    return Flags(FileFlagProvider(path, **options), service="test")
+def flags_from(path: Path, reload_seconds: float = 5.0) -> Flags:
+    return Flags(FileFlagProvider(path, reload_seconds=reload_seconds), service="test")
 
 
 def test_on_for_everybody_for_listed_users_and_off(tmp_path: Path) -> None:

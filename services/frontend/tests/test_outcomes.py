@@ -34,10 +34,12 @@ async def test_a_post_that_timed_out_is_not_confirmed_and_repeating_it_posts_onc
     )
     await forms.log_in(site, *user)
     home = await site.get("/")
+    post_key = POST_KEY.search(home.text)
+    assert post_key, "the page has no post key"
     form = {
         "text": "did this get saved?",
         "csrf_token": forms.csrf_token(home.text),
-        "post_key": POST_KEY.search(home.text).group(1),
+        "post_key": post_key.group(1),
     }
 
     thoughts_proxy.black_hole()

@@ -97,7 +97,9 @@ async def test_a_malformed_id_is_a_400_and_nothing_changes(client, bad_id):
 async def test_250_tasks_page_without_loss_or_repeat(client):
     for n in range(250):
         await client.post("/task", json={"task": f"task {n}"})
-    seen, url, pages = [], "/tasks?limit=1000", 0
+    seen: list[str] = []
+    url: str | None = "/tasks?limit=1000"
+    pages = 0
     while url:
         response = await client.get(url)
         page = response.json()["data"]
@@ -105,7 +107,8 @@ async def test_250_tasks_page_without_loss_or_repeat(client):
         seen += [t["task"] for t in page]
         pages += 1
         link = response.headers.get("link")
-        url = re.match(r'<([^>]+)>; rel="next"', link).group(1) if link else None
+        following = re.match(r'<([^>]+)>; rel="next"', link) if link else None
+        url = following.group(1) if following else None
     assert seen == [f"task {n}" for n in range(250)]
     assert pages == 3
 

@@ -209,7 +209,7 @@ class TestAuthentication:
                 algorithm="HS256",
                 headers={"kid": token_signer.kid},
             ),
-            "alg none": jwt.encode({"username": "bruce"}, None, algorithm="none"),
+            "alg none": jwt.encode({"username": "bruce"}, "", algorithm="none"),
         }
         for case, token in tokens.items():
             headers = {"Authorization": f"Bearer {token}"}

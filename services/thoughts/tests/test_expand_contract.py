@@ -49,13 +49,14 @@ async def workload(
             ids.append(posted.json()["id"])
         mine = await client.get("/api/me/thoughts/", headers=auth("bruce"))
         assert mine.status_code == 200
-        for params in (
+        pages: tuple[dict[str, str | int], ...] = (
             {"limit": 1},
             {"limit": 1, "order": "desc"},
             {"search": "zyzzyva"},
             {"search": "SS", "order": "desc"},
             {"search": "o"},
-        ):
+        )
+        for params in pages:
             page = await client.get("/api/thoughts/", params=params)
             assert page.status_code == 200, page.text
             if "next" in page.links:

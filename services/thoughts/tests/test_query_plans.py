@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ClauseElement, text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from servicekit.pagination import PageRequest
-from thoughts_service.models import TRIGRAM_INDEX, Thought
+from thoughts_service.models import TRIGRAM_INDEX
 from thoughts_service.search_windows import SEARCH_WINDOW, SearchSpan
 from thoughts_service.statements import (
     by_user_statement,
@@ -19,19 +19,19 @@ from thoughts_service.statements import (
 )
 
 
-def _sql(connection: AsyncConnection, statement: Select[Thought]) -> str:
+def _sql(connection: AsyncConnection, statement: ClauseElement) -> str:
     return str(
         statement.compile(connection.sync_connection, compile_kwargs={"literal_binds": True})
     )
 
 
-async def explain(connection: AsyncConnection, statement: Select[Thought]) -> str:
+async def explain(connection: AsyncConnection, statement: ClauseElement) -> str:
     prefix = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
     rows = (await connection.execute(text(prefix + _sql(connection, statement)))).all()
     return "\n".join(str(row[-1]) for row in rows)
 
 
-async def explain_analyze(connection: AsyncConnection, statement: Select[Thought]) -> Any:
+async def explain_analyze(connection: AsyncConnection, statement: ClauseElement) -> Any:
     """PostgreSQL: the plan as run, with actual row counts (JSON)."""
     sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + _sql(connection, statement)
     return (await connection.execute(text(sql))).scalar_one()[0]["Plan"]
@@ -74,42 +74,47 @@ async def test_sqlite_search_reads_the_fts5_table_in_page_order(app: Any) -> Non
             assert "TEMP B-TREE" not in mine, mine
 
 
-async def fill_realistically(connection: AsyncConnection) -> None:
+async def fill_realistically(database_url: str) -> None:
     """Thoughts of hex "words" (already lowercase ASCII, so search_text == text), a few of which
     mention a rare word; then nothing is left in the trigram index's pending list and the table
-    has fresh statistics, so the planner chooses freely on the table as it is."""
-    # A pending list that holds the whole fill, merged once at the end: through the migration's
-    # 256 kB list the inserts take longer than the app's query deadline on a busy machine. The
-    # database is this test's own, so the option need not be put back.
-    await connection.execute(
-        text(f"ALTER INDEX {TRIGRAM_INDEX} SET (gin_pending_list_limit = 65536)")
-    )
-    await connection.execute(
-        text(
-            "INSERT INTO thoughts (id, username, text, search_text, timestamp) "
-            "SELECT n * :spacing, 'user' || (n % 500), t, t, now() FROM ("
-            "  SELECT n, md5(n::text) || ' ' || md5((n * 7)::text) || ' thought' AS t"
-            "  FROM generate_series(1, :rows) AS n) AS generated"
-        ),
-        {"spacing": SPACING, "rows": ROWS},
-    )
-    await connection.execute(
-        text(
-            "INSERT INTO thoughts (id, username, text, search_text, timestamp) "
-            "SELECT id, 'rare', 'A Zyzzyva ' || id, 'a zyzzyva ' || id, now() "
-            "FROM unnest(CAST(:ids AS bigint[])) AS id"
-        ),
-        {"ids": RARE_IDS},
-    )
-    await connection.execute(text(f"SELECT gin_clean_pending_list('{TRIGRAM_INDEX}')"))
-    await connection.execute(text("ANALYZE thoughts"))
-    await connection.commit()
+    has fresh statistics, so the planner chooses freely on the table as it is. Through an engine
+    of its own: this is the test's setup, which on a busy machine outlasts the app's deadlines."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            # A pending list that holds the whole fill, merged once at the end (through the
+            # migration's 256 kB list the inserts take several times as long). The database is
+            # this test's own, so the option need not be put back.
+            await connection.execute(
+                text(f"ALTER INDEX {TRIGRAM_INDEX} SET (gin_pending_list_limit = 65536)")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO thoughts (id, username, text, search_text, timestamp) "
+                    "SELECT n * :spacing, 'user' || (n % 500), t, t, now() FROM ("
+                    "  SELECT n, md5(n::text) || ' ' || md5((n * 7)::text) || ' thought' AS t"
+                    "  FROM generate_series(1, :rows) AS n) AS generated"
+                ),
+                {"spacing": SPACING, "rows": ROWS},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO thoughts (id, username, text, search_text, timestamp) "
+                    "SELECT id, 'rare', 'A Zyzzyva ' || id, 'a zyzzyva ' || id, now() "
+                    "FROM unnest(CAST(:ids AS bigint[])) AS id"
+                ),
+                {"ids": RARE_IDS},
+            )
+            await connection.execute(text(f"SELECT gin_clean_pending_list('{TRIGRAM_INDEX}')"))
+            await connection.execute(text("ANALYZE thoughts"))
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
 async def test_postgresql_search_uses_the_trigram_index_at_realistic_size(app: Any) -> None:
+    await fill_realistically(app.state.db.url)
     async with app.state.db.engine.connect() as connection:
-        await fill_realistically(connection)
         for page in PAGES:
             plan = await explain(connection, search_statement("postgresql", "ZYZZYVA", page))
             assert TRIGRAM_INDEX in plan, plan
@@ -148,8 +153,8 @@ SPANS: list[tuple[PageRequest, int]] = [
 
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
 async def test_postgresql_search_page_reads_only_the_matches_of_its_windows(app: Any) -> None:
+    await fill_realistically(app.state.db.url)
     async with app.state.db.engine.connect() as connection:
-        await fill_realistically(connection)
         for page, first_id in SPANS:
             span = SearchSpan.starting_at(first_id, page.order)
             assert span is not None

@@ -9,6 +9,7 @@ marks), LIKE wildcards, quotes, backslashes and FTS5 syntax, which must all be l
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
@@ -43,7 +44,7 @@ CHARACTERS = [
 FTS_WORDS = ["AND", "OR", "NOT", "NEAR", "near", "NEAR(a b)", "a*", '""', "''", "%%", "\\_", "^a"]
 piece = st.one_of(st.sampled_from(CHARACTERS), st.sampled_from(FTS_WORDS))
 thought_text = st.lists(piece, min_size=1, max_size=14).map("".join)
-CASE_CHANGES = [str, str.upper, str.lower, str.swapcase, str.casefold]
+CASE_CHANGES: list[Callable[[str], str]] = [str, str.upper, str.lower, str.swapcase, str.casefold]
 
 
 SPECIALS = "%_*\"'\\^-"
@@ -64,7 +65,7 @@ def query_for(draw: st.DrawFn, texts: list[str]) -> str:
     if kind == "wildcarded" and query:
         position = draw(st.integers(0, len(query) - 1))
         query = query[:position] + draw(st.sampled_from(SPECIALS)) + query[position + 1 :]
-    return str(draw(st.sampled_from(CASE_CHANGES))(query))
+    return draw(st.sampled_from(CASE_CHANGES))(query)
 
 
 def test_reference_is_the_services_definition() -> None:

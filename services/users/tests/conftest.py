@@ -18,7 +18,11 @@ from users_service.settings import UsersSettings
 from users_service.signing import generate_key
 
 # Cheap argon2 parameters keep the suite fast; production defaults are tested in test_passwords.
-FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+FAST_ARGON2: dict[str, Any] = {
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 1024,
+    "argon2_parallelism": 1,
+}
 
 
 @pytest.fixture(scope="session")

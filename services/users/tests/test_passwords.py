@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -65,7 +65,7 @@ async def test_unknown_user_costs_one_argon2_verification_like_a_wrong_password(
     calls: list[str] = []
 
     class CountingHasher(PasswordHasher):
-        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
             calls.append(str(hash))
             return super().verify(hash, password)
 

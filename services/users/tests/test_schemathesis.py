@@ -13,7 +13,7 @@ from users_service.passwords import Passwords
 from users_service.settings import UsersSettings
 from users_service.signing import load_signing_keys
 
-FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+from .conftest import FAST_ARGON2
 
 
 async def _seed(settings: UsersSettings) -> None:
