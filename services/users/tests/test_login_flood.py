@@ -9,6 +9,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,11 +47,11 @@ def users_server(
 ) -> Iterator[ServiceProcess]:
     # SQLite: the queue is in front of the hashes, whatever database holds the accounts.
     database_url = database_factory.fresh("sqlite", MIGRATIONS_DIR)
-    settings = UsersSettings(
-        database_url=database_url,
-        jwt_keys_dir=keys_dir,
-        **{name.lower(): value for name, value in SERVER_ENV.items() if name.startswith("ARGON2")},
-    )
+    # The same argon2 parameters as the server's (pydantic turns the strings into numbers).
+    argon2: dict[str, Any] = {
+        name.lower(): value for name, value in SERVER_ENV.items() if name.startswith("ARGON2")
+    }
+    settings = UsersSettings(database_url=database_url, jwt_keys_dir=keys_dir, **argon2)
 
     async def add_account() -> None:
         database = Database(database_url)
