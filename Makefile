@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/servicekit libs/auth libs/testkit services/users services/thoughts services/frontend services/tasks devtools
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: run test lint typecheck pytest venv migrate clean bench checkov
+.PHONY: run test lint typecheck pytest venv migrate clean bench checkov book-reference
 
 venv: $(STAMP)
 
@@ -70,6 +70,19 @@ test: lint typecheck pytest
 DB ?= sqlite
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --db $(DB) $(BENCH_ARGS)
+
+# The book's stack (Flask, flask-restx, Flask-SQLAlchemy, uWSGI) for bench/book_setting.py, in a
+# venv of its own from plain pins; uWSGI compiles with gcc on first install.
+BOOK_VENV := var/book-reference-venv
+BOOK_STAMP := $(BOOK_VENV)/.installed
+
+book-reference: $(BOOK_STAMP)
+
+$(BOOK_STAMP): bench/book_reference/requirements.txt
+	@test -x $(BOOK_VENV)/bin/python || $(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r bench/book_reference/requirements.txt
+	@touch $(BOOK_STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -806,11 +806,18 @@ def git_commit() -> str:
     return result.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+def add_data_arguments(parser: argparse.ArgumentParser, default_db: str) -> None:
+    """The options that say which data a benchmark runs on (what prepare_data reads)."""
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default=default_db)
     parser.add_argument("--thoughts", type=int, default=1_000_000, help="data size")
     parser.add_argument("--authors", type=int, default=1000)
+    parser.add_argument("--work-dir", type=Path, help="default: var/bench/<db>")
+    parser.add_argument("--fresh", action="store_true", help="start from empty databases")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_arguments(parser, "sqlite")
     parser.add_argument("--workers", type=int, default=2, help="WORKERS of every service")
     parser.add_argument("--connections", type=int, default=32, help="wrk concurrency")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -820,9 +827,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=int, default=10, help="wrk's per-request timeout (a timeout is an error)"
     )
     parser.add_argument("--only", action="append", help="run only these scenarios (repeatable)")
-    parser.add_argument("--work-dir", type=Path, help="default: var/bench/<db>")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--fresh", action="store_true", help="start from empty databases")
     parser.add_argument(
         "--env",
         action="append",

@@ -34,6 +34,8 @@ def normalise_path(path: str) -> str:
 
 def is_admin_path(path: str) -> bool:
     """True for `/admin` and below, however the path spells its slashes or letter case."""
+    if "admin" not in path.lower():
+        return False  # most requests: no spelling of /admin lacks the word itself
     normalised = normalise_path(path)
     return normalised == ADMIN_PREFIX or normalised.startswith(ADMIN_PREFIX + "/")
 

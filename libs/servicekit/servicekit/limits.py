@@ -16,6 +16,7 @@ got a 200 (httptools, unlike h11, has no header limit of its own). So:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,21 +51,71 @@ class _Refused(Exception):
     """Raised from a parser callback to stop parsing; data_received sends the refusal."""
 
 
+class _HeadersWithBody:
+    """A response's transport that sends the status line and headers together with the first
+    piece of the body, in one write: uvicorn writes them as two, and on a new connection per
+    request (bench/book_setting.py) each write is a system call and a packet of its own. The
+    headers are held only until the body's first write (which the ASGI protocol guarantees,
+    even an empty one) or the transport's close."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._first:
+            self._first = False
+            self._held = bytes(data)
+            return
+        if self._held is not None:
+            data, self._held = self._held + bytes(data), None
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._transport.write(self._held)
+            self._held = None
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, counting the request line and headers as they are parsed."""
+    """uvicorn's httptools protocol, counting the request line and headers as they are parsed,
+    and writing each response's headers with its body (_HeadersWithBody)."""
 
     _refusal: tuple[int, str] | None = None
     _header_bytes = 0
     _header_count = 0
 
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        # Read once per connection, not once per header line.
+        self._request_limits: RequestLimits = getattr(config, "request_limits", None) or (
+            RequestLimits()
+        )
+
     def _limits(self) -> RequestLimits:
-        limits: RequestLimits = getattr(self.config, "request_limits", RequestLimits())
-        return limits
+        return self._request_limits
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
         self._header_count = 0
+
+    def on_headers_complete(self) -> None:
+        previous = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        # A new request's cycle (not an upgrade, which makes none). One that waits to send
+        # "100 Continue" writes that line alone first, and the client waits for it: left as is.
+        if cycle is not previous and not cycle.waiting_for_100_continue:
+            cycle.transport = _HeadersWithBody(self.transport)  # type: ignore[assignment]
 
     def _refuse(self, status: int, detail: str) -> None:
         self._refusal = (status, detail)

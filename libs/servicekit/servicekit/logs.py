@@ -50,6 +50,13 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(service: str, version: str, level: str = "INFO") -> None:
     """Routes every logger (ours, uvicorn's, SQLAlchemy's) through one JSON handler on stdout."""
+    # What no line shows (the formatter writes only the fields above and `extra=`'s): not
+    # gathered for every record. Finding the caller's file and line walks the stack on each
+    # call (the logging HOWTO's "Optimization" section); the access log makes one per request.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service, version))
     root = logging.getLogger()

@@ -79,6 +79,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.outgoing = Counter(
             "http_client_requests_total",
             "Calls to other services, by dependency and outcome (status class, timeout, "
@@ -95,10 +96,15 @@ class Metrics:
         )
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in KNOWN_METHODS else "OTHER"
-        status_label = str(status)
-        self.requests.labels(route, method, status_label).inc()
-        self.latency.labels(route, method, status_label).observe(seconds)
+        # The pair of children of one (route, method, status), looked up once: `labels()` costs
+        # a lock and a tuple each time, twice per request. Bounded like the labels themselves.
+        children = self._request_children.get((route, method, status))
+        if children is None:
+            labels = (route, method if method in KNOWN_METHODS else "OTHER", str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._request_children[(route, method, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_outgoing(self, dependency: str, outcome: str, seconds: float) -> None:
         self.outgoing.labels(dependency, outcome).inc()
