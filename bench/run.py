@@ -37,6 +37,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -843,7 +844,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--open-loop-loads",
-        type=lambda text: tuple(float(x) for x in text.split(",")),
+        type=open_loop_loads,
         default=OPEN_LOOP_LOADS,
         metavar="F,F,...",
         help="the fractions of each scenario's measured maximum (default: %(default)s)",
@@ -1156,6 +1157,18 @@ def report(
     return path
 
 
+def open_loop_loads(text: str) -> tuple[float, ...]:
+    """--open-loop-loads: fractions such as 0.5,0.8 (not percentages: 50 would offer 50 times
+    the maximum)."""
+    try:
+        loads = tuple(float(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not all(0 < load <= 1.5 for load in loads):
+        raise argparse.ArgumentTypeError(f"give fractions of the maximum in (0, 1.5]: {text!r}")
+    return loads
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
@@ -1194,4 +1207,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a test's timeout, `kill`) unwinds like Ctrl-C, so the services it started are
+    # stopped by the same `finally` blocks instead of outliving the benchmark.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())
