@@ -3,7 +3,12 @@
 The frontend calls the thoughts service for every page it serves. Through httpx (the kit's
 `create_http_client`, which stays for everything else: start-up checks, JWKS) one call cost
 ~0.9 ms of CPU on the benchmark's machine, about half of a whole page; the same call here costs
-~0.1 ms (bench/README.md, "Target 1: pages"). It keeps what the kit's client gives:
+~0.1 ms (bench/README.md, "Target 1: pages"). aiohttp, the well-kept alternative, was measured
+too (bench/http_clients.py, 2026-12-06, quiet machine, client CPU per call of a 20-thought page,
+best of 3): httpx 534 us, aiohttp 148 us, this client 95 us. aiohttp's extra ~50 us is ~2 % of a
+page's CPU across the processes: this client is kept for that margin and for the policy below
+being written once, but it is the first thing to replace by aiohttp if it ever needs more than
+small fixes. It keeps what the kit's client gives:
 
 - timeouts: connecting at most `connect_seconds`, the whole answer at most `timeout_seconds`;
 - bounded retries with the same policy as `servicekit.http` (`may_repeat`, `worth_retrying`): a
