@@ -95,10 +95,6 @@ class QueueLimit:
         self.what = what
         self._queued = 0
 
-    @property
-    def queued(self) -> int:
-        return self._queued
-
     @contextlib.contextmanager
     def place(self) -> Iterator[None]:
         """The block runs holding a place in the queue; Overloaded at once when it is full."""

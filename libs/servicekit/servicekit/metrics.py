@@ -98,9 +98,10 @@ class Metrics:
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         # The pair of children of one (route, method, status), looked up once: `labels()` costs
         # a lock and a tuple each time, twice per request. Bounded like the labels themselves.
+        method = method if method in KNOWN_METHODS else "OTHER"  # before the cache: its key
         children = self._request_children.get((route, method, status))
         if children is None:
-            labels = (route, method if method in KNOWN_METHODS else "OTHER", str(status))
+            labels = (route, method, str(status))
             children = (self.requests.labels(*labels), self.latency.labels(*labels))
             self._request_children[(route, method, status)] = children
         children[0].inc()

@@ -14,6 +14,7 @@ beyond them.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import sqlite3
 from collections.abc import Sequence
@@ -156,26 +157,20 @@ class ThoughtRepository:
         return rows[0] if rows else None
 
     async def _insert(self, username: str, text_: str, idempotency_key: str | None) -> ThoughtRow:
-        if self._post_queue is None:
-            return await self._insert_now(username, text_, idempotency_key)
-        # Beyond the bound, Overloaded (503, Retry-After) before anything is sent to the database.
-        with self._post_queue.place():
-            return await self._insert_now(username, text_, idempotency_key)
-
-    async def _insert_now(
-        self, username: str, text_: str, idempotency_key: str | None
-    ) -> ThoughtRow:
         now = datetime.now(UTC)
         key = search_key(text_)
-        if self.dialect == "postgresql":
-            inserts = self._inserts or PostgresInserts(self.database)
-            thought_id = await inserts.insert((username, text_, key, now, idempotency_key))
-            return ThoughtRow(thought_id, username, text_, now)
-        # SQLite: the driver commits concurrent writes in groups itself.
-        driver = await self.database.driver()
-        stored = now.replace(tzinfo=None).strftime(_SQLITE_DATETIME)
-        rows = await driver.write(_INSERT_SQLITE, (username, text_, key, stored, idempotency_key))
-        return ThoughtRow(int(rows[0][0]), username, text_, now)
+        # Beyond the bound, Overloaded (503, Retry-After) before anything is sent to the database.
+        with self._post_queue.place() if self._post_queue else contextlib.nullcontext():
+            if self.dialect == "postgresql":
+                inserts = self._inserts or PostgresInserts(self.database)
+                thought_id = await inserts.insert((username, text_, key, now, idempotency_key))
+                return ThoughtRow(thought_id, username, text_, now)
+            # SQLite: the driver commits concurrent writes in groups itself.
+            driver = await self.database.driver()
+            stored = now.replace(tzinfo=None).strftime(_SQLITE_DATETIME)
+            row = (username, text_, key, stored, idempotency_key)
+            rows = await driver.write(_INSERT_SQLITE, row)
+            return ThoughtRow(int(rows[0][0]), username, text_, now)
 
     async def get(self, thought_id: int) -> ThoughtRow | None:
         rows = await self._fetch(ThoughtQuery.ONE, {"id": thought_id})
