@@ -7,7 +7,6 @@ start-up dependency check and graceful shutdown. A service adds only its own rou
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -30,12 +29,13 @@ from servicekit.limits import BodyLimitMiddleware
 from servicekit.logs import configure_logging
 from servicekit.metrics import Metrics
 from servicekit.middleware import ObservabilityMiddleware
-from servicekit.migrations import current_revision, head_revision, known_revisions
+from servicekit.migrations import head_revision, known_revisions
 from servicekit.problems import (
     install_problem_handlers,
     patch_openapi_validation_responses,
     problem_response,
 )
+from servicekit.readiness import DatabaseReadiness
 from servicekit.settings import ConfigError, ServiceSettings
 from servicekit.surface import InternalPortMiddleware
 from servicekit.tracing import Tracing
@@ -45,8 +45,6 @@ from servicekit.version import VersionInfo, resolve_version
 log = logging.getLogger("servicekit.app")
 
 Hook = Callable[[FastAPI], Awaitable[None]]
-# /readyz's own deadline for the database check, so that the probe answers within a second.
-READINESS_DATABASE_SECONDS = 0.8
 # A service's own readiness condition: None when ready, else what is missing (shown by /readyz).
 # Called on every probe, so it only reads state (no I/O).
 ReadinessCheck = Callable[[FastAPI], str | None]
@@ -107,33 +105,12 @@ def _ops_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
             missing = check(request.app)
             checks[name] = missing or "ok"
             ready = ready and missing is None
-        database: Database | None = request.app.state.db
+        database: DatabaseReadiness | None = request.app.state.database_readiness
         if database is not None:
-            try:
-                # Answered within a second whatever the database does: a probe that hangs is
-                # a probe that fails late (issue 14).
-                revision = await asyncio.wait_for(
-                    current_revision(database.engine), READINESS_DATABASE_SECONDS
-                )
-            except TimeoutError:
-                checks["database"] = f"no answer within {READINESS_DATABASE_SECONDS}s"
-                ready = False
-            except Exception as exc:
-                checks["database"] = f"unreachable: {type(exc).__name__}"
-                ready = False
-            else:
-                checks["database"] = "ok"
-                head = request.app.state.migrations_head
-                if revision == head:
-                    checks["migrations"] = "ok"
-                elif revision is not None and revision not in request.app.state.migrations_known:
-                    # A rolling update runs the next release's migration Job while this
-                    # version's pods still serve. Migrations are additive for one release
-                    # (README, "Run it on Kubernetes"), so the old version stays ready.
-                    checks["migrations"] = f"ahead: at {revision}, this version's head is {head}"
-                else:
-                    checks["migrations"] = f"at {revision}, head is {head}"
-                    ready = False
+            # Busy is not unready, unreachable is (the rule: servicekit.readiness).
+            database_ready, database_checks = await database.check()
+            checks |= database_checks
+            ready = ready and database_ready
         if not ready:
             return problem_response(503, "not ready", checks=checks)
         return JSONResponse({"status": "ready", "checks": checks})
@@ -235,9 +212,14 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     )
     if app.state.db is not None:
         app.state.metrics.watch_pools(app.state.db.pool_stats)
-    app.state.migrations_head = head_revision(spec.migrations_dir) if spec.migrations_dir else None
-    app.state.migrations_known = (
-        known_revisions(spec.migrations_dir) if spec.migrations_dir else frozenset()
+    app.state.database_readiness = (
+        DatabaseReadiness(
+            app.state.db,
+            head=head_revision(spec.migrations_dir),
+            known=known_revisions(spec.migrations_dir),
+        )
+        if app.state.db is not None and spec.migrations_dir
+        else None
     )
     app.state.http = create_http_client(
         timeout_seconds=settings.http_timeout_seconds,

@@ -5,13 +5,14 @@ connections, per process, follow one rule: `pool_size` is the most it holds, bot
 A service that runs hot statements on the driver's own connections (servicekit.driver,
 `driver_pool=True`) gives SQLAlchemy's pool a quarter of them (at least one: readiness, the ORM's
 rarer paths) and the driver pool the rest; any other service gives SQLAlchemy all of them.
-Neither pool overflows.
+Neither pool overflows. Beside them, /readyz has one connection of its own (`probe_engine`), so
+that a busy pool never makes a loaded service look unready (servicekit.readiness).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -26,7 +27,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from servicekit.admission import Admission
-from servicekit.driver import DriverOptions, DriverPool, LazyDriverPool, PostgresDriverPool
+from servicekit.driver import (
+    DriverOptions,
+    DriverPool,
+    LastAnswer,
+    LazyDriverPool,
+    PostgresDriverPool,
+)
 from servicekit.metrics import PoolStats
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import TracedDriverPool, Tracing, trace_sqlalchemy
@@ -173,6 +180,10 @@ class Database:
         self.url = url
         self.options = options or DatabaseOptions()
         self.engine = create_engine(url, self.options)
+        # When the database last answered a statement of either pool (servicekit.readiness).
+        self.last_answer = LastAnswer()
+        event.listen(self.engine.sync_engine, "after_cursor_execute", self._answered)
+        self.probe_engine = self._create_probe_engine()
         self._tracing = tracing
         if tracing is not None:
             trace_sqlalchemy(self.engine.sync_engine, tracing, self.engine.dialect.name)
@@ -191,7 +202,27 @@ class Database:
                 query_timeout=self.options.query_timeout,
             ),
             self.slow_queries,
+            self.last_answer,
         )
+
+    def _answered(self, *_: Any) -> None:
+        self.last_answer.record()
+
+    def _create_probe_engine(self) -> AsyncEngine:
+        """/readyz's own connection, outside the request pools (servicekit.readiness).
+
+        One connection, kept open (a health check every second must not cost a new server
+        process each time), checked before use as the request pool's are. Not traced: probes
+        are not requests anybody follows. An in-memory SQLite database exists only in its one
+        connection, so there the probe shares the engine.
+        """
+        if self.engine.url.get_backend_name() == "sqlite" and self.engine.url.database in (
+            None,
+            "",
+            ":memory:",
+        ):
+            return self.engine
+        return create_engine(self.url, replace(self.options, pool_size=1, driver_pool=False))
 
     @property
     def dialect(self) -> str:
@@ -243,4 +274,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self._driver.close()
+        if self.probe_engine is not self.engine:
+            await self.probe_engine.dispose()
         await self.engine.dispose()

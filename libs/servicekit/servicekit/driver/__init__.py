@@ -47,7 +47,7 @@ The package, a module per part:
 
 from servicekit.driver.connection_pool import ConnectionPool, postgres_statement_failed
 from servicekit.driver.group_commit import GroupCommit
-from servicekit.driver.interface import DriverPool, Row, StatementTimeout
+from servicekit.driver.interface import DriverPool, LastAnswer, Row, StatementTimeout
 from servicekit.driver.opening import DriverOptions, LazyDriverPool, open_driver_pool
 from servicekit.driver.postgres import PostgresDriverPool
 from servicekit.driver.sqlite import SqliteDriverPool
@@ -57,6 +57,7 @@ __all__ = [
     "DriverOptions",
     "DriverPool",
     "GroupCommit",
+    "LastAnswer",
     "LazyDriverPool",
     "PostgresDriverPool",
     "Row",

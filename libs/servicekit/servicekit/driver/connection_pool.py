@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from servicekit.driver.interface import LastAnswer
 from servicekit.unavailable import DatabaseUnavailable, as_unavailable
 
 
@@ -59,6 +60,9 @@ class ConnectionPool:
     fails what runs on it. Both raise DatabaseUnavailable. When opening a connection fails
     (refused, or no answer within the connect timeout), every caller waiting for one fails at
     once with the same error: they would have waited for a connection that nobody can open.
+
+    A block that ends normally, or with an error PostgreSQL reported, was answered by the
+    server: `last_answer` records when (what /readyz reads, servicekit.readiness).
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class ConnectionPool:
         *,
         acquire_timeout: float = 2.0,
         query_timeout: float = 3.0,
+        last_answer: LastAnswer | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a connection pool needs at least one connection")
@@ -75,6 +80,7 @@ class ConnectionPool:
         self.size = size
         self.acquire_timeout = acquire_timeout
         self.query_timeout = query_timeout
+        self.last_answer = last_answer or LastAnswer()
         self._idle: list[Any] = []
         self._count = 0  # connections open or being opened, idle or in use
         self._waiters: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
@@ -230,6 +236,8 @@ class ConnectionPool:
                 ) from exc
             raise
         finally:
+            if healthy:
+                self.last_answer.record()
             self.release(connection, healthy=healthy)
 
     async def close(self) -> None:

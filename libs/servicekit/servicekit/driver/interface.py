@@ -1,7 +1,9 @@
-"""What every driver pool offers (DriverPool), the rows it returns, and its timeout error."""
+"""What every driver pool offers (DriverPool), the rows it returns, its timeout error, and the
+record of when the database last answered (LastAnswer)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -12,6 +14,22 @@ Outcome = list[Row] | BaseException
 
 class StatementTimeout(Exception):
     """A statement ran longer than the timeout it was given and was cancelled."""
+
+
+class LastAnswer:
+    """When the database last answered a statement of this process (`time.monotonic()`).
+
+    Every pool of a Database records into one (servicekit.db): /readyz takes a pool whose
+    statements keep being answered for a busy pool, not a database cut off
+    (servicekit.readiness). One float written per statement: nothing else is counted."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = float("-inf")
+
+    def record(self) -> None:
+        self.at = time.monotonic()
 
 
 class DriverPool(Protocol):

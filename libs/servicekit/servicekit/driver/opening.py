@@ -11,7 +11,7 @@ from types import MappingProxyType
 from sqlalchemy.engine import URL
 
 from servicekit.admission import Admission
-from servicekit.driver.interface import DriverPool
+from servicekit.driver.interface import DriverPool, LastAnswer
 from servicekit.driver.postgres import PostgresDriverPool
 from servicekit.driver.sqlite import SqliteDriverPool
 
@@ -46,14 +46,19 @@ async def open_driver_pool(
     connect_timeout: float = 2.0,
     acquire_timeout: float = 2.0,
     query_timeout: float = 3.0,
+    last_answer: LastAnswer | None = None,
 ) -> DriverPool:
-    """`slow_queries`: the turns of reads that may be slow; by default two, waiting up to 1 s."""
+    """`slow_queries`: the turns of reads that may be slow; by default two, waiting up to 1 s.
+    `last_answer`: where the pool records when the database answered (servicekit.readiness)."""
     slow_queries = slow_queries or Admission(2, 1.0)
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ValueError("the driver pool needs an SQLite file, not an in-memory database")
         return await SqliteDriverPool.open(
-            url.database, statement_timeout=statement_timeout, slow_queries=slow_queries
+            url.database,
+            statement_timeout=statement_timeout,
+            slow_queries=slow_queries,
+            last_answer=last_answer,
         )
     return await PostgresDriverPool.open(
         url,
@@ -64,6 +69,7 @@ async def open_driver_pool(
         connect_timeout=connect_timeout,
         acquire_timeout=acquire_timeout,
         query_timeout=query_timeout,
+        last_answer=last_answer,
     )
 
 
@@ -71,10 +77,17 @@ class LazyDriverPool:
     """Opens the pool on first use (from the running event loop), once, with the options it was
     created with."""
 
-    def __init__(self, url: URL, options: DriverOptions, slow_queries: Admission) -> None:
+    def __init__(
+        self,
+        url: URL,
+        options: DriverOptions,
+        slow_queries: Admission,
+        last_answer: LastAnswer | None = None,
+    ) -> None:
         self.url = url
         self.options = options
         self.slow_queries = slow_queries
+        self.last_answer = last_answer or LastAnswer()
         self._pool: DriverPool | None = None
         self._lock = asyncio.Lock()
 
@@ -96,6 +109,7 @@ class LazyDriverPool:
                         connect_timeout=self.options.connect_timeout,
                         acquire_timeout=self.options.acquire_timeout,
                         query_timeout=self.options.query_timeout,
+                        last_answer=self.last_answer,
                     )
         return self._pool
 

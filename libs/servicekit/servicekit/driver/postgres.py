@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 
 from servicekit.admission import Admission
 from servicekit.driver.connection_pool import ConnectionPool, postgres_statement_failed
-from servicekit.driver.interface import Outcome, Row, Statement, StatementTimeout
+from servicekit.driver.interface import LastAnswer, Outcome, Row, Statement, StatementTimeout
 from servicekit.unavailable import DatabaseUnavailable
 
 
@@ -44,6 +44,7 @@ class PostgresDriverPool:
         connect_timeout: float = 2.0,
         acquire_timeout: float = 2.0,
         query_timeout: float = 3.0,
+        last_answer: LastAnswer | None = None,
     ) -> PostgresDriverPool:
         settings = dict(server_settings or {})
         if statement_timeout:
@@ -55,7 +56,11 @@ class PostgresDriverPool:
             return await asyncpg.connect(dsn, server_settings=settings, timeout=connect_timeout)
 
         pool = ConnectionPool(
-            connect, size, acquire_timeout=acquire_timeout, query_timeout=query_timeout
+            connect,
+            size,
+            acquire_timeout=acquire_timeout,
+            query_timeout=query_timeout,
+            last_answer=last_answer,
         )
         await pool.open()
         return cls(pool, slow_queries)

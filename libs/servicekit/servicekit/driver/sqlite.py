@@ -17,7 +17,7 @@ from typing import Any
 
 from servicekit.admission import Admission
 from servicekit.driver.group_commit import GroupCommit
-from servicekit.driver.interface import Outcome, Row, Statement, StatementTimeout
+from servicekit.driver.interface import LastAnswer, Outcome, Row, Statement, StatementTimeout
 
 # SQLite calls the progress handler every this many virtual machine instructions (~0.1 ms).
 _PROGRESS_STEPS = 10_000
@@ -67,9 +67,15 @@ class SqliteDriverPool:
     the write lock per group)."""
 
     def __init__(
-        self, path: str, statement_timeout: float | None = None, *, slow_queries: Admission
+        self,
+        path: str,
+        statement_timeout: float | None = None,
+        *,
+        slow_queries: Admission,
+        last_answer: LastAnswer | None = None,
     ) -> None:
         self._path = path
+        self._last_answer = last_answer or LastAnswer()
         self._statement_timeout = statement_timeout
         self._slow_queries = slow_queries
         # Each reading thread has its own connection (a connection runs one statement at once).
@@ -123,9 +129,14 @@ class SqliteDriverPool:
 
     @classmethod
     async def open(
-        cls, path: str, *, statement_timeout: float | None = None, slow_queries: Admission
+        cls,
+        path: str,
+        *,
+        statement_timeout: float | None = None,
+        slow_queries: Admission,
+        last_answer: LastAnswer | None = None,
     ) -> SqliteDriverPool:
-        return cls(path, statement_timeout, slow_queries=slow_queries)
+        return cls(path, statement_timeout, slow_queries=slow_queries, last_answer=last_answer)
 
     def _read_now(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
         """In a reading thread: the statement on that thread's own connection."""
@@ -142,13 +153,18 @@ class SqliteDriverPool:
         loop = asyncio.get_running_loop()
         if may_be_slow:
             async with self._slow_queries.turn():
-                return await loop.run_in_executor(
+                rows = await loop.run_in_executor(
                     self._slow_threads, self._read_now, sql, arguments
                 )
-        return await loop.run_in_executor(self._read_thread, self._read_now, sql, arguments)
+        else:
+            rows = await loop.run_in_executor(self._read_thread, self._read_now, sql, arguments)
+        self._last_answer.record()
+        return rows
 
     async def write(self, sql: str, arguments: Sequence[Any]) -> list[Row]:
-        return await self._writes.submit((sql, arguments))
+        rows = await self._writes.submit((sql, arguments))
+        self._last_answer.record()
+        return rows
 
     async def _commit_group(self, group: list[Statement]) -> list[Outcome]:
         loop = asyncio.get_running_loop()
