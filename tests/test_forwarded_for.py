@@ -41,7 +41,7 @@ def start_example(
             log_path=tmp_path / f"example-{port}.log",
         )
         processes.append(process)
-        return process.start(timeout=90)
+        return process.start()
 
     yield start
     for process in processes:

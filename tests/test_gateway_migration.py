@@ -88,7 +88,7 @@ class Deployment:
         def run() -> None:
             process = self.processes[key]
             assert process.stop(timeout=30) == 0, process.logs()
-            process.start(timeout=120)
+            process.start()
             process.wait_until("/readyz")
 
         return run
@@ -428,7 +428,7 @@ def test_draining_and_removing_a_server_fails_no_request(deployment: Deployment)
         alone = {k: v - before[k] for k, v in _served(deployment).items()}
         for backend in ("users", "thoughts"):
             process = deployment.processes[f"{backend}/new-2"]
-            process.start(timeout=120)
+            process.start()
             process.wait_until("/readyz")
             ready(api, backend, "new-2", timeout=30)
     print(f"\nwith new-2 removed, served {alone}")

@@ -112,7 +112,10 @@ class LocalSystem(RunningSystem):
         with ThreadPoolExecutor(1) as pool:
             pool.submit(migrate_all).result()
 
-    def start(self, timeout: float = 60.0) -> LocalSystem:
+    def start(self, timeout: float | None = None) -> LocalSystem:
+        """Prepares and starts the processes; each waits up to `timeout` seconds, by default
+        testkit's start_seconds() (TEST_SERVICE_START_SECONDS, 180 s), and fails at once if
+        its process exits."""
         self.prepare()
         # Together: each waits for its own dependencies through the kit's start-up check.
         with ThreadPoolExecutor(len(self.processes)) as pool:

@@ -31,7 +31,7 @@ def server(
         port=port,
         log_path=tmp_path_factory.mktemp("limits") / "example.log",
     )
-    process.start(timeout=90)  # a loaded machine starts processes slowly
+    process.start()
     yield process
     process.stop()
 

@@ -13,6 +13,28 @@ from pathlib import Path
 
 import httpx
 
+# Where a test's wait for a service process to answer can be lengthened or shortened.
+START_SECONDS_VARIABLE = "TEST_SERVICE_START_SECONDS"
+# How long by default. Generous: on a machine whose load average was 35 on 2 cores, starting a
+# service (an interpreter, its imports, its start-up check) took over a minute, and a fixed
+# 60 s wait failed whole test sessions. Waiting long costs nothing when something is wrong:
+# a process that exits fails the wait at once.
+DEFAULT_START_SECONDS = 180.0
+
+
+def start_seconds() -> float:
+    """The wait for a service process to answer: TEST_SERVICE_START_SECONDS, else 180 s."""
+    value = os.environ.get(START_SECONDS_VARIABLE, "")
+    if not value:
+        return DEFAULT_START_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{START_SECONDS_VARIABLE}={value!r}: give a number of seconds above 0")
+    return seconds
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -36,8 +58,8 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ServiceProcess:
-        """Launches the process and waits until it answers /healthz."""
+    def start(self, timeout: float | None = None) -> ServiceProcess:
+        """Launches the process and waits until it answers /healthz (`wait_until`)."""
         self.launch()
         self.wait_until(timeout=timeout)
         return self
@@ -51,21 +73,41 @@ class ServiceProcess:
                 self.argv, env=env, stdout=log_file, stderr=subprocess.STDOUT
             )
 
-    def wait_until(self, path: str = "/healthz", timeout: float = 30.0) -> None:
-        """Waits until `path` answers 200; stops the process and raises if it never does."""
+    def wait_until(self, path: str = "/healthz", timeout: float | None = None) -> None:
+        """Waits until `path` answers 200 while the process runs, at most `timeout` seconds
+        (by default `start_seconds()`). Raises at once if the process exits; past the deadline
+        stops it and raises. Either error shows what the process printed."""
         assert self.process is not None, "launch() first"
+        timeout = start_seconds() if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.logs()}")
+        while True:
+            returncode = self.process.poll()
+            if returncode is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {returncode} before answering {path}; "
+                    f"it printed:\n{self._printed()}"
+                )
             try:
                 if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} did not answer {path} in {timeout}s:\n{self.logs()}")
+        raise RuntimeError(
+            f"{self.name} was still running but did not answer {path} within {timeout:.0f}s "
+            f"(stopped now; {START_SECONDS_VARIABLE} sets the wait); it printed:\n"
+            f"{self._printed()}"
+        )
+
+    def _printed(self, limit: int = 8000) -> str:
+        """The end of what the process printed, for an error message."""
+        printed = self.logs()
+        if len(printed) > limit:
+            return f"[... {len(printed) - limit} characters before ...]\n{printed[-limit:]}"
+        return printed or "(nothing)"
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
