@@ -3,8 +3,8 @@
 A Database is created with one frozen DatabaseOptions and never changed afterwards. Its
 connections, per process, follow one rule: `pool_size` is the most it holds, both pools together.
 A service that runs hot statements on the driver's own connections (servicekit.driver,
-`driver_pool=True`) gives SQLAlchemy's pool a quarter of them (at least one: readiness, the ORM's
-rarer paths) and the driver pool the rest; any other service gives SQLAlchemy all of them.
+`driver_pool=True`) gives SQLAlchemy's pool a quarter of them (at least one, for the ORM's rarer
+paths) and the driver pool the rest; any other service gives SQLAlchemy all of them.
 Neither pool overflows. Beside them, /readyz has one connection of its own (`probe_engine`), so
 that a busy pool never makes a loaded service look unready (servicekit.readiness).
 """
