@@ -17,13 +17,19 @@ id. The targets, each started alone on the same data, then measured in turn, rou
 - `book/http` and `book/http-socket`: bench/book_reference/ (Flask + flask-restx + Flask-SQLAlchemy
   on psycopg2) under one uWSGI worker, with uWSGI's HTTP router process in front (`--http`) or
   parsing HTTP in the worker itself (`--http-socket`).
+- `ceiling/haproxy` (--ceiling): HAProxy, one thread, answering both paths itself with a fixed
+  JSON body (`http-request return`): about the least one HTTP request on a new connection can
+  cost a server in C, so its req/s is what this machine and hey allow in this setting at all.
 
 Reported per target and path: req/s, p50/p99 (hey's), non-2xx and socket errors, and the CPU
 time per request of the server's processes (all of them: uWSGI's master and router too), of
 PostgreSQL's backends serving the run's databases, and of hey, from /proc as
-bench/run.py measures it. The ratios compare each of ours to `book/http` in the same run (the
-medians over the rounds): req/s ours / book's, and CPU per request book's / ours. The JSON goes
-to bench/results/ with the load average before and after.
+bench/run.py measures it; `machine` is the busy time of all the machine's cores per request
+(/proc/stat: everything, the kernel's softirq work on the loopback packets too, and whatever
+else runs), whose inverse times the cores is the rate the machine could give at that cost.
+The ratios compare each of ours to `book/http` in the same run (the medians over the rounds):
+req/s ours / book's, and CPU per request book's / ours. The JSON goes to bench/results/ with
+the load average before and after.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ from typing import Any
 
 import httpx
 from run import (
+    CLOCK_TICKS,
     RESULTS_DIR,
     ROOT,
     CpuMeter,
     Databases,
+    Reading,
     Service,
     add_data_arguments,
     build_services,
@@ -146,6 +154,56 @@ def book_targets(databases: Databases, work_dir: Path) -> list[Target]:
     return targets
 
 
+CEILING_GLOBAL = """\
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout client 10s
+    timeout server 10s
+    timeout connect 5s
+"""
+
+
+def ceiling_config(port: int, thought_id: int) -> str:
+    """HAProxy's configuration for the ceiling: one thread answering both paths itself."""
+
+    def answer(body: dict[str, Any], condition: str = "") -> str:
+        quoted = json.dumps(body, separators=(",", ":")).replace('"', '\\"')
+        action = "http-request return status 200 content-type application/json string"
+        return f'    {action} "{quoted}"{condition}\n'
+
+    return (
+        CEILING_GLOBAL
+        + f"frontend ceiling\n    bind 127.0.0.1:{port}\n"
+        + answer({"id": thought_id}, " if { path_beg /api/thoughts/ }")
+        + answer({"version": "ceiling", "commit": "none"})
+    )
+
+
+def ceiling_target(work_dir: Path, thought_id: int) -> Target | None:
+    """HAProxy answering both paths itself: the setting's ceiling (see the module's text)."""
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        say("book setting: haproxy is not installed; no ceiling")
+        return None
+    port = free_port()
+    config = work_dir / "ceiling-haproxy.cfg"
+    config.write_text(ceiling_config(port, thought_id))
+    argv = [haproxy, "-db", "-f", str(config)]  # -db: in the foreground
+    process = ProcessTree("ceiling", argv, {}, port, work_dir / "ceiling-haproxy.log")
+    return Target("ceiling/haproxy", process, "/admin/version/")
+
+
+def machine_cpu() -> Reading:
+    """The busy time of all the machine's cores so far (/proc/stat's first line, all but idle
+    and iowait; guest time is already in user), as one member of a CpuMeter group."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return {"machine": (user + nice + system + irq + softirq + steal) / CLOCK_TICKS}
+
+
 def sanity_check(url: str, path: str, headers: dict[str, str], thought_id: int) -> None:
     response = httpx.get(url, headers=headers, timeout=10)
     response.raise_for_status()
@@ -196,7 +254,7 @@ def measure(
     try:
         process.wait_until(target.ready_path, timeout=60)
         for path in PATHS:
-            ours = not target.name.startswith("book/")
+            ours = target.name.startswith(("ours/", "before/"))
             route = f"/api/thoughts/{thought_id}/" if path == "thought by id" else path
             admin = ours and "admin" in route
             headers = {"Authorization": f"Bearer {admin_token}"} if admin else {}
@@ -208,6 +266,7 @@ def measure(
             if databases.backend == "postgresql":
                 # Only the backends of the run's databases: the server is shared.
                 groups["postgres"] = processes_cpu(databases.backend_pids)
+            groups["machine"] = machine_cpu
             meter = CpuMeter(groups)
             meter.start()
             result = run_hey(url, headers, args.duration, args.connections)
@@ -295,6 +354,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-book", action="store_true", help="ours only (no uWSGI venv)")
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also measure HAProxy answering both paths itself: the setting's ceiling",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         metavar="PYTHON",
@@ -327,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = our_targets(services["thoughts"], args.servers.split(","), args.before)
     if not args.no_book:
         targets += book_targets(databases, work_dir)
+    ceiling = ceiling_target(work_dir, thought_id) if args.ceiling else None
+    if ceiling is not None:
+        targets.append(ceiling)
     say(
         f"book setting: {args.db}, {facts.thoughts:,} thoughts, thought {thought_id}, "
         f"hey -c {args.connections} -disable-keepalive, {args.duration} s, {args.rounds} rounds"

@@ -255,3 +255,76 @@ async def test_openapi_documents_400_problems_and_never_422(client: httpx.AsyncC
     }
     body_schema = notes["requestBody"]["content"]["application/json"]["schema"]
     assert body_schema["required"] == ["text"]
+
+
+def test_the_kit_middleware_is_the_outermost_layer(
+    example: Any, make_settings: Callable[..., Any]
+) -> None:
+    """Only the layers a kit app uses run per request (servicekit.app.ServiceApp): the kit's own
+    middleware outermost, then Starlette's exception handlers and FastAPI's exit stack, then the
+    router; FastAPI's ServerErrorMiddleware, telemetry and body-limit layers are not there."""
+    app = example.create_app(make_settings(admin_token="a" * 32))
+    layer, names = app.build_middleware_stack(), []
+    while layer is not app.router:
+        names.append(type(layer).__name__)
+        layer = layer.app
+    names.append(type(layer).__name__)
+
+    assert names == [
+        "ObservabilityMiddleware",
+        "AdminGuardMiddleware",
+        "BodyLimitMiddleware",
+        "ExceptionMiddleware",
+        "AsyncExitStackMiddleware",
+        "APIRouter",
+    ]
+
+
+async def test_an_error_after_the_response_started_reaches_the_server(
+    example: Any, make_settings: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once the status line is out, no 500 can follow: the exception goes on to the server (which
+    closes the connection), logged once with the status that was sent, as before."""
+    app = example.create_app(make_settings())
+
+    class StreamsThenFails:  # a raw ASGI endpoint (a class, so Starlette does not wrap it)
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            raise RuntimeError("after the start")
+
+    app.router.add_route("/half", StreamsThenFails())
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/half",
+        "raw_path": b"/half",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"example.test")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    with pytest.raises(RuntimeError, match="after the start"):
+        await app(scope, receive, send)
+
+    assert [m["type"] for m in sent] == ["http.response.start"]
+    assert sent[0]["status"] == 200
+    lines = json_lines(capsys.readouterr().out)
+    errors = [line for line in lines if line["logger"] == "servicekit.errors"]
+    assert len(errors) == 1
+    assert errors[0]["message"].startswith("unhandled error on GET ")
+    assert "after the start" in errors[0]["traceback"]
+    access = [line for line in lines if line["logger"] == "servicekit.access"]
+    assert [(line["path"], line["status"]) for line in access] == [("/half", 200)]
