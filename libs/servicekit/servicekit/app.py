@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp
 
 from servicekit.admin import AdminGuardMiddleware, admin_headers, declare_admin_security
 from servicekit.db import Database, DatabaseOptions
@@ -69,34 +66,6 @@ class ServiceSpec:
     # How the service's Database connects; by default from the settings' DB_* values
     # (DatabaseOptions.from_settings).
     database_options: DatabaseOptions | None = None
-
-
-class ServiceApp(FastAPI):
-    """FastAPI with only the middleware layers a kit service uses around its own.
-
-    FastAPI (0.165) wraps the app's middleware in three more layers on every request:
-    Starlette's ServerErrorMiddleware (a 500 for an exception that escapes), FastAPI's
-    ExceptionTelemetryMiddleware (its own telemetry, switched off here) and
-    AppBodyLimitMiddleware (FastAPI's `max_body_size`, which no kit app sets: the kit's
-    BodyLimitMiddleware is the limit). The kit's ObservabilityMiddleware is the outermost layer
-    and already answers an unexpected exception with a 500 problem (and re-raises it once the
-    response has started, as ServerErrorMiddleware would), so the three are skipped. Kept, in
-    FastAPI's order, inside the kit's middleware: Starlette's ExceptionMiddleware (the exception
-    handlers: problem+json answers) and AsyncExitStackMiddleware (closes uploaded files).
-    """
-
-    def build_middleware_stack(self) -> ASGIApp:
-        if (
-            self.max_body_size is not None
-            or 500 in self.exception_handlers
-            or (Exception in self.exception_handlers)
-        ):
-            return super().build_middleware_stack()  # what the three layers are there for
-        app: ASGIApp = AsyncExitStackMiddleware(self.router)
-        app = ExceptionMiddleware(app, handlers=dict(self.exception_handlers), debug=self.debug)
-        for cls, args, kwargs in reversed(self.user_middleware):
-            app = cls(app, *args, **kwargs)
-        return app
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:
@@ -209,7 +178,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
                 tracing.shutdown()
             log.info("%s stopped", settings.service_name)
 
-    app = ServiceApp(
+    app = FastAPI(
         title=spec.title,
         description=spec.description,
         version=version.version,

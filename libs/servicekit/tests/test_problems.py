@@ -257,29 +257,6 @@ async def test_openapi_documents_400_problems_and_never_422(client: httpx.AsyncC
     assert body_schema["required"] == ["text"]
 
 
-def test_the_kit_middleware_is_the_outermost_layer(
-    example: Any, make_settings: Callable[..., Any]
-) -> None:
-    """Only the layers a kit app uses run per request (servicekit.app.ServiceApp): the kit's own
-    middleware outermost, then Starlette's exception handlers and FastAPI's exit stack, then the
-    router; FastAPI's ServerErrorMiddleware, telemetry and body-limit layers are not there."""
-    app = example.create_app(make_settings(admin_token="a" * 32))
-    layer, names = app.build_middleware_stack(), []
-    while layer is not app.router:
-        names.append(type(layer).__name__)
-        layer = layer.app
-    names.append(type(layer).__name__)
-
-    assert names == [
-        "ObservabilityMiddleware",
-        "AdminGuardMiddleware",
-        "BodyLimitMiddleware",
-        "ExceptionMiddleware",
-        "AsyncExitStackMiddleware",
-        "APIRouter",
-    ]
-
-
 async def test_an_error_after_the_response_started_reaches_the_server(
     example: Any, make_settings: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
