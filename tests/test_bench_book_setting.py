@@ -18,7 +18,12 @@ import pytest
 from testkit import free_port, need
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from book_setting import run_hey  # type: ignore[import-not-found]  # bench/ is a script folder
+from book_setting import (  # type: ignore[import-not-found]  # bench/ is a script folder
+    ceiling_target,
+    machine_cpu,
+    run_hey,
+    sanity_check,
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,3 +68,27 @@ def test_counts_socket_errors() -> None:
     refused = run_hey(f"http://127.0.0.1:{free_port()}/", {}, seconds=1, connections=2)
     assert refused["responses"] == 0
     assert refused["socket_errors"] > 0
+
+
+def test_the_ceiling_answers_both_paths_as_the_services_do(tmp_path: Path) -> None:
+    """HAProxy's ceiling target passes the same answer check as the services (a version on the
+    floor, the asked thought's id by id), and the machine's busy time grows under hey."""
+    if shutil.which("haproxy") is None or shutil.which("hey") is None:
+        need("haproxy and hey are needed for the ceiling")
+    target = ceiling_target(tmp_path, 500000)
+    assert target is not None
+    target.process.launch()
+    try:
+        target.process.wait_until(target.ready_path, timeout=30)
+        url = target.process.url
+        sanity_check(f"{url}/admin/version/", "/admin/version/", {}, 500000)
+        sanity_check(f"{url}/api/thoughts/500000/", "thought by id", {}, 500000)
+        with pytest.raises(SystemExit, match="wrong answer"):
+            sanity_check(f"{url}/api/thoughts/500000/", "thought by id", {}, 7)
+        before = machine_cpu()["machine"]
+        result = run_hey(f"{url}/admin/version/", {}, seconds=1, connections=2)
+        assert result["responses"] > 0
+        assert result["non_2xx"] == result["socket_errors"] == 0
+        assert machine_cpu()["machine"] > before
+    finally:
+        target.process.stop()
