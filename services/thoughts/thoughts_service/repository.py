@@ -78,6 +78,28 @@ def _utc(value: datetime | str) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
+def _thought(row: Any) -> ThoughtRow:
+    return ThoughtRow(row[0], row[1], row[2], _utc(row[3]))
+
+
+class SearchEdges:
+    """The newest and the oldest thought's id as the last first page of a PostgreSQL search saw
+    them (one per process): where the next first page's span is likely to start. Only a guess,
+    checked by the statement that reads the page (ThoughtRepository._first_windows)."""
+
+    def __init__(self) -> None:
+        self._edges: dict[Order, int] = {}
+
+    def get(self, order: Order) -> int | None:
+        return self._edges.get(order)
+
+    def saw(self, order: Order, edge: int | None) -> None:
+        if edge is None:
+            self._edges.pop(order, None)
+        else:
+            self._edges[order] = edge
+
+
 class Created(NamedTuple):
     """The outcome of a post: the thought, and whether an earlier post with the same
     Idempotency-Key had made it already (then nothing was stored now)."""
@@ -102,13 +124,16 @@ class ThoughtRepository:
         *,
         inserts: PostgresInserts | None = None,
         post_queue: QueueLimit | None = None,
+        search_edges: SearchEdges | None = None,
     ) -> None:
         """`post_queue`: the app's bound on posts waiting for their commit (POST_QUEUE_LIMIT);
-        None for a repository of a script, which posts one at a time."""
+        None for a repository of a script, which posts one at a time. `search_edges`: the
+        app's (one per process); None, this repository's own."""
         self.database = database
         self._dialect = database.engine.dialect
         self._inserts = inserts
         self._post_queue = post_queue
+        self._search_edges = search_edges if search_edges is not None else SearchEdges()
 
     @property
     def dialect(self) -> str:
@@ -117,15 +142,19 @@ class ThoughtRepository:
     async def _fetch(
         self, kind: ThoughtQuery, values: dict[str, Any], order: Order = "asc"
     ) -> list[ThoughtRow]:
+        return [_thought(row) for row in await self._fetch_rows(kind, values, order)]
+
+    async def _fetch_rows(
+        self, kind: ThoughtQuery, values: dict[str, Any], order: Order = "asc"
+    ) -> list[Any]:
         query = compiled_query(self._dialect, kind, order, "after" in values)
         driver = await self.database.driver()
         # A search may be slow (one shorter than a trigram walks the table until it has a page;
         # one of common trigrams reads long index lists): it waits for a turn of the database's
         # slow queries, and gets a 503 when none comes in time (servicekit.admission).
-        rows = await driver.fetch(
+        return await driver.fetch(
             query.sql, query.arguments(values), may_be_slow=kind in SLOW_QUERIES
         )
-        return [ThoughtRow(row[0], row[1], row[2], _utc(row[3])) for row in rows]
 
     async def _page(self, kind: ThoughtQuery, page: PageRequest, **values: Any) -> list[ThoughtRow]:
         return await self._fetch(kind, {**values, **page_values(page)}, page.order)
@@ -195,25 +224,65 @@ class ThoughtRepository:
         ThoughtQuery.LIKE query for the whole page; it costs the span's matches, plus, only when
         those are too few for a page, what the one query cost."""
         order = page.order
+        limit = page.fetch_limit
         if page.after is not None:
             first_id = page.after - 1 if order == "desc" else page.after + 1
+            span = SearchSpan.starting_at(first_id, order)
+            if span is None:
+                return await self._page(ThoughtQuery.LIKE, page, **values)
+            rows = await self._fetch(
+                ThoughtQuery.LIKE_WINDOWS, {**values, **span.values(), "limit": limit}, order
+            )
         else:
-            # The newest (desc) or oldest (asc) thought: one step down the primary key.
-            edge = await self._fetch(ThoughtQuery.ALL, {"limit": 1}, order)
-            if not edge:
+            first = await self._first_windows(values, order, limit)
+            if first is None:
                 return []
-            first_id = edge[0].id
-        span = SearchSpan.starting_at(first_id, order)
-        if span is None:
-            return await self._page(ThoughtQuery.LIKE, page, **values)
-        limit = page.fetch_limit
-        rows = await self._fetch(
-            ThoughtQuery.LIKE_WINDOWS, {**values, **span.values(), "limit": limit}, order
-        )
+            span, rows = first
+            if span is None:
+                return await self._page(ThoughtQuery.LIKE, page, **values)
         if len(rows) < limit:
             beyond = {**values, "after": span.rest_after(order), "limit": limit - len(rows)}
             rows += await self._fetch(ThoughtQuery.LIKE, beyond, order)
         return rows
+
+    async def _first_windows(
+        self, values: dict[str, Any], order: Order, limit: int
+    ) -> tuple[SearchSpan | None, list[ThoughtRow]] | None:
+        """The span of a first page and its matches; None when there are no thoughts at all.
+
+        The span starts at the newest (desc) or oldest (asc) thought, the edge. One statement
+        reads the matches of the span made from the edge the last search of this process saw
+        (SearchEdges) and the edge as it is now, in the same snapshot: when the edge now gives
+        the same span (it is still in its window, which for the newest thought changes once in
+        65,536 posts) the rows are exactly those of the span read after the edge; otherwise,
+        or without a known edge or any match to carry the edge's column, the edge is read
+        first, as one step down the primary key, and then the span. Either way nothing but the
+        edge's window is remembered, and the page always comes from the database."""
+        known = self._search_edges.get(order)
+        if known is not None:
+            span = SearchSpan.of_first_page(known, order)
+            if span is not None:
+                found = await self._fetch_rows(
+                    ThoughtQuery.LIKE_FIRST_WINDOWS,
+                    {**values, **span.values(), "limit": limit},
+                    order,
+                )
+                if found:
+                    edge = found[0][4]
+                    self._search_edges.saw(order, edge)
+                    if edge is not None and SearchSpan.of_first_page(edge, order) == span:
+                        return span, [_thought(row) for row in found]
+        edges = await self._fetch(ThoughtQuery.ALL, {"limit": 1}, order)
+        if not edges:
+            return None
+        self._search_edges.saw(order, edges[0].id)
+        span = SearchSpan.of_first_page(edges[0].id, order)
+        if span is None:
+            return None, []
+        rows = await self._fetch(
+            ThoughtQuery.LIKE_WINDOWS, {**values, **span.values(), "limit": limit}, order
+        )
+        return span, rows
 
     async def delete(self, thought_id: int) -> bool:
         async with self.database.sessionmaker() as session:

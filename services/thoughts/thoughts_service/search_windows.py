@@ -57,6 +57,22 @@ class SearchSpan:
         high = min(_MAX_ID, (window + 2) * SEARCH_WINDOW - 1)
         return cls(window, window + 1, first_id, high)
 
+    @classmethod
+    def of_first_page(cls, edge: int, order: Order) -> SearchSpan | None:
+        """The span of a first page (no cursor) when the newest (desc) or oldest (asc) thought
+        is `edge`: the same windows as `starting_at(edge, order)`, its bound at the edge's side
+        open (the largest bigint for desc, 0 for asc). Beyond the edge there are no ids, so it
+        holds the same rows; and it stays the first page's span for as long as the edge stays
+        in its window, so that a span made from an edge read earlier can be checked by the
+        statement that reads the page (ThoughtRepository: the edge it reads must give the same
+        span)."""
+        span = cls.starting_at(edge, order)
+        if span is None:
+            return None
+        if order == "desc":
+            return cls(span.window, span.next_window, span.low, _MAX_ID)
+        return cls(span.window, span.next_window, span.window * SEARCH_WINDOW, span.high)
+
     def values(self) -> dict[str, Any]:
         """The statement's values: its parameters are named as the fields."""
         return asdict(self)

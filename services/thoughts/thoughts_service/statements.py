@@ -56,12 +56,21 @@ class ThoughtQuery(enum.Enum):
     FTS = "fts"  # SQLite search: the FTS5 trigram table
     LIKE = "like"  # PostgreSQL search: LIKE served by the pg_trgm GIN index
     LIKE_WINDOWS = "like windows"  # PostgreSQL search: LIKE within two windows of ids
+    # The same for a first page, with the newest (desc) or oldest (asc) id as a fifth column:
+    # the span was made from an edge read before, and the edge read now checks it.
+    LIKE_FIRST_WINDOWS = "like first windows"
     BY_KEY = "by idempotency key"  # the thought an author's post with this key made
 
 
 # Searches: each waits for a turn of the driver pool's slow queries (see ThoughtRepository._fetch).
 SLOW_QUERIES = frozenset(
-    {ThoughtQuery.SCAN, ThoughtQuery.FTS, ThoughtQuery.LIKE, ThoughtQuery.LIKE_WINDOWS}
+    {
+        ThoughtQuery.SCAN,
+        ThoughtQuery.FTS,
+        ThoughtQuery.LIKE,
+        ThoughtQuery.LIKE_WINDOWS,
+        ThoughtQuery.LIKE_FIRST_WINDOWS,
+    }
 )
 
 _COLUMNS = (Thought.id, Thought.username, Thought.text, Thought.timestamp)
@@ -126,7 +135,7 @@ def build_select(
     statement = base.where(
         Thought.search_text.like(bindparam("pattern", type_=Text), escape=LIKE_ESCAPE)
     )
-    if kind is ThoughtQuery.LIKE_WINDOWS:
+    if kind in (ThoughtQuery.LIKE_WINDOWS, ThoughtQuery.LIKE_FIRST_WINDOWS):
         # The ids :low to :high, in windows :window and :next_window (see SearchSpan). The
         # windows are a condition of the index: `&&` of GIN's array operator class, on bigints
         # like the index's `ARRAY[id / 65536]`. The id range lets a walk of the primary key
@@ -137,12 +146,26 @@ def build_select(
                 cast(bindparam("next_window", type_=BigInteger), BigInteger),
             ]
         )
-        statement = statement.where(
-            ID_WINDOW.overlap(windows),
-            Thought.id >= bindparam("low", type_=BigInteger),
-            Thought.id <= bindparam("high", type_=BigInteger),
+        low = Thought.id >= bindparam("low", type_=BigInteger)
+        high = Thought.id <= bindparam("high", type_=BigInteger)
+        if kind is ThoughtQuery.LIKE_WINDOWS:
+            statement = statement.where(ID_WINDOW.overlap(windows), low, high)
+            return _keyset(statement, Thought.id, order, has_cursor=False)
+        # A first page: no ids lie beyond the edge, so only the bound at the far end of the span
+        # is written. The other one would say nothing, yet cost every planning a look at the
+        # end of the primary key (an id past the column's histogram is checked in the index),
+        # which walks over every dead entry there, e.g. after many of the newest were deleted.
+        bound = low if order == "desc" else high
+        statement = _keyset(
+            statement.where(ID_WINDOW.overlap(windows), bound), Thought.id, order, has_cursor=False
         )
-        return _keyset(statement, Thought.id, order, has_cursor=False)
+        # The edge as a scalar subquery of the select list (an InitPlan, run once per
+        # execution, one step down the primary key): it leaves the estimates of the WHERE
+        # alone, whose values are all known when the statement is planned.
+        edge = func.max(Thought.id) if order == "desc" else func.min(Thought.id)
+        return statement.add_columns(
+            select(edge).correlate(None).scalar_subquery().label("edge")
+        )
     return _keyset(statement, Thought.id, order, has_cursor)
 
 
