@@ -15,8 +15,11 @@ before anything is timed.
 
 The variants:
 
-- `service`: what ThoughtRepository.search runs: the oldest (or newest) thought, then the
-  matches in the page's two windows of ids (thoughts_service.search_windows), custom plans.
+- `edge + span`: what ThoughtRepository.search ran before the edge was remembered (and still
+  runs for a process's first search): the oldest (or newest) thought, then the matches in the
+  page's two windows of ids (thoughts_service.search_windows), custom plans.
+- `service (edge known)`: what it runs once the process has seen the edge: one statement, the
+  span made from that edge, the edge read again in the same statement to check it.
 - `service, generic plans`: the same with `plan_cache_mode = auto`: PostgreSQL plans each
   prepared statement a few times, then reuses a generic plan. The difference is what planning
   costs (the service cannot use generic plans: see thoughts_service.main).
@@ -70,6 +73,7 @@ class Statements:
     windows: CompiledQuery  # the matches in the page's span
     plain: CompiledQuery  # every match, sorted (before migration 0002)
     one: str  # the alternative: edge and windows in one statement
+    first: CompiledQuery  # a first page's span from a known edge, the edge read with it
 
     @classmethod
     def of(cls, order: Order) -> Statements:
@@ -97,6 +101,7 @@ class Statements:
             windows,
             compiled_query(DIALECT, ThoughtQuery.LIKE, order, False),
             one,
+            compiled_query(DIALECT, ThoughtQuery.LIKE_FIRST_WINDOWS, order, False),
         )
 
 
@@ -126,6 +131,21 @@ class Searches:
         rows = await self.windows(connection, await self.edge_span(connection))
         assert len(rows) == LIMIT, "the windows did not fill the page: not the measured path"
         return rows
+
+    def known_edge(self, edge: int) -> Search:
+        """The service since the edge is remembered (ThoughtRepository._first_windows): one
+        statement, the span made from an edge read before, the edge read again with it."""
+        span = SearchSpan.of_first_page(edge, self.statements.order)
+        assert span is not None
+        first = self.statements.first
+        arguments = first.arguments({"pattern": self.pattern, **span.values(), "limit": LIMIT})
+
+        async def search(connection: asyncpg.Connection) -> list[Any]:
+            rows = await connection.fetch(first.sql, *arguments)
+            assert SearchSpan.of_first_page(rows[0][4], self.statements.order) == span
+            return [tuple(row)[:4] for row in rows]
+
+        return search
 
     def windows_only(self, span: SearchSpan) -> Search:
         return lambda connection: self.windows(connection, span)
@@ -197,6 +217,7 @@ async def main(args: argparse.Namespace) -> None:
         hits = await connection.fetchval(
             "SELECT count(*) FROM thoughts WHERE search_text LIKE $1 ESCAPE '/'", searches.pattern
         )
+        edge = (await connection.fetch(searches.statements.edge.sql, 1))[0][0]
         span = await searches.edge_span(connection)
         expected = [tuple(row) for row in await searches.service(connection)]
         in_span = len(range(span.low, span.high + 1))
@@ -211,13 +232,16 @@ async def main(args: argparse.Namespace) -> None:
         await explain(dsn, searches, span)
     custom = dict(SERVER_SETTINGS)
     variants = [
-        Variant("service", searches.service, custom),
+        Variant("edge + span", searches.service, custom),
+        Variant("service (edge known)", searches.known_edge(edge), custom),
         Variant("service, generic plans", searches.service, {**custom, "plan_cache_mode": "auto"}),
         Variant("span only", searches.windows_only(span), custom),
         Variant("one window", searches.one_window, custom),
         Variant("one statement", searches.one_statement, custom),
         Variant("plain LIKE", searches.plain, custom),
     ]
+    if args.variants:
+        variants = [variant for variant in variants if variant.name in args.variants]
     for variant in variants:
         connection = await asyncpg.connect(dsn, server_settings=variant.settings)
         try:
@@ -244,4 +268,5 @@ if __name__ == "__main__":
     parser.add_argument("--word", default="zyzzyva")
     parser.add_argument("--order", choices=("asc", "desc"), default="asc")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--variants", action="append", help="only these (repeatable)")
     asyncio.run(main(parser.parse_args()))

@@ -163,9 +163,7 @@ def build_select(
         # execution, one step down the primary key): it leaves the estimates of the WHERE
         # alone, whose values are all known when the statement is planned.
         edge = func.max(Thought.id) if order == "desc" else func.min(Thought.id)
-        return statement.add_columns(
-            select(edge).correlate(None).scalar_subquery().label("edge")
-        )
+        return statement.add_columns(select(edge).correlate(None).scalar_subquery().label("edge"))
     return _keyset(statement, Thought.id, order, has_cursor)
 
 
