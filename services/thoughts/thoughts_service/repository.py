@@ -9,7 +9,9 @@ the largest part of a request's cost. Rarely used writes (deletes) use the ORM s
 
 A PostgreSQL search page is answered in windows of ids (thoughts_service.search_windows): the
 matches in the page's two windows first, then, only if those do not fill the page, the matches
-beyond them.
+beyond them. A first page's windows are those of the newest (or oldest) thought; once a worker
+has seen where that is (SearchEdges), one statement reads the page's windows and checks that
+the edge is still there (ThoughtRepository._first_windows).
 """
 
 from __future__ import annotations
