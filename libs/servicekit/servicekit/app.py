@@ -172,6 +172,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
             for hook in reversed(spec.on_shutdown):
                 await hook(app)
             await app.state.http.aclose()
+            if app.state.database_readiness is not None:
+                app.state.database_readiness.close()
             if app.state.db is not None:
                 await app.state.db.dispose()
             if tracing is not None:

@@ -51,8 +51,9 @@ class DatabaseReadiness:
     head: str | None
     known: frozenset[str]
     _revision: object = field(default=_UNREAD, init=False)
-    # Probes given up on, until their cancellation has run its course (see `_read_revision`).
-    _abandoned: set[asyncio.Future[str | None]] = field(default_factory=set, init=False)
+    # The read in progress, which a probe that comes while it runs waits for instead of
+    # starting another (see `_read_revision`).
+    _read: asyncio.Future[str | None] | None = field(default=None, init=False)
 
     async def check(self) -> tuple[bool, dict[str, str]]:
         """Whether the database part is ready, and its checks by name ("ok" or what is wrong)."""
@@ -72,26 +73,28 @@ class DatabaseReadiness:
     async def _read_revision(self) -> str | None:
         """The revision, or TimeoutError after READINESS_DATABASE_SECONDS.
 
-        Not `asyncio.wait_for`: that waits for the cancelled read to clean up, and on a silent
-        network SQLAlchemy's clean-up of the probe's connection waits for the statement timeout
-        (seconds). The probe answers at its deadline; the read is cancelled and finishes on its
-        own, its connection replaced by the next probe."""
-        read = asyncio.ensure_future(current_revision(self.database.probe_engine))
-        try:
-            done, _ = await asyncio.wait({read}, timeout=READINESS_DATABASE_SECONDS)
-        finally:
-            if not read.done():
-                read.cancel()
-                self._abandoned.add(read)  # a reference, so that the task runs to its end
-                read.add_done_callback(self._forget)
+        A read the probe stops waiting for is not cancelled: it runs on to its end, bounded by
+        the database's own deadlines (connect, acquire, statement: servicekit.db), and the next
+        probe waits for it rather than starting another. Cancelling it instead threw its
+        connection away (SQLAlchemy cannot tell what a cancelled statement left behind), and on
+        a machine so loaded that a round trip took the probe's whole deadline, every next probe
+        had to open a new connection, took longer still and was cancelled in turn: never ready
+        again while the load lasted. (`asyncio.wait_for` also waits for the cancelled read's
+        clean-up, which on a silent network takes a statement timeout.)
+        """
+        if self._read is None or self._read.done():
+            self._read = asyncio.ensure_future(current_revision(self.database.probe_engine))
+            self._read.add_done_callback(_retrieve)
+        read = self._read
+        done, _ = await asyncio.wait({read}, timeout=READINESS_DATABASE_SECONDS)
         if not done:
             raise TimeoutError
         return read.result()
 
-    def _forget(self, read: asyncio.Future[str | None]) -> None:
-        self._abandoned.discard(read)
-        if not read.cancelled():
-            read.exception()  # retrieved: a cancelled probe's error is no news
+    def close(self) -> None:
+        """Stops a read in progress (at shutdown, before the database is disposed of)."""
+        if self._read is not None:
+            self._read.cancel()
 
     def _migrations(self, checks: dict[str, str], revision: object) -> tuple[bool, dict[str, str]]:
         if revision == self.head:
@@ -103,3 +106,10 @@ class DatabaseReadiness:
             ahead = f"ahead: at {revision}, this version's head is {self.head}"
             return True, checks | {"migrations": ahead}
         return False, checks | {"migrations": f"at {revision}, head is {self.head}"}
+
+
+def _retrieve(read: asyncio.Future[str | None]) -> None:
+    """A read's error is the probes' news; one that no probe waited for any more is no news
+    (asyncio would log it as never retrieved)."""
+    if not read.cancelled():
+        read.exception()

@@ -236,3 +236,31 @@ async def test_a_probe_slower_than_its_deadline_passes_while_requests_are_answer
     assert busy[1] < READYZ_BOUND, busy
     assert after[0] == 200, after
     assert after[2]["checks"]["database"] == "ok", after
+
+
+async def test_a_probe_past_its_deadline_keeps_its_connection_for_the_next(
+    start_app: Callable[..., Any],
+    make_settings: Callable[..., Any],
+    postgres_url: str,
+    proxy: FaultProxy,
+) -> None:
+    """A read the probe stops waiting for runs on and the next probe waits for it: cancelled,
+    it cost its connection, and on a machine where a round trip took the whole deadline every
+    next probe opened a new one, took longer still, and was never ready again (the proxy counts
+    the connections the service opens)."""
+    client = await start_app(make_settings(database_url=proxy.route(postgres_url)))
+    assert (await client.get("/readyz")).status_code == 200
+    opened = proxy.connections
+
+    with psycopg.connect(postgres_url.replace("+asyncpg", ""), connect_timeout=5) as connection:
+        connection.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        late = [await timed_readyz(client) for _ in range(2)]
+        connection.rollback()
+    deadline = time.monotonic() + 10
+    while (answer := await timed_readyz(client))[0] != 200:
+        assert time.monotonic() < deadline, answer
+
+    assert [status for status, _, _ in late] == [503, 503], late
+    assert all(seconds < READYZ_BOUND for _, seconds, _ in late), late
+    assert answer[2]["checks"] == {"database": "ok", "migrations": "ok"}
+    assert proxy.connections == opened, "the probe opened a new connection"
