@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import multiprocessing
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ class Sample:
     sent: float  # when its bytes were written
     done: float  # when its answer was read whole (or the error happened)
     status: int  # 0 for a socket error or timeout
+    process: int = 0  # which generator process sent it
 
     @property
     def latency(self) -> float:
@@ -76,7 +78,13 @@ class OpenLoopResult:
     statuses: dict[str, int]
     processes: int = 1  # generator processes
     generator_cpu_us: float = 0.0  # the generator processes' CPU time per request
+    # The generator's own garbage-collection pauses while it sent (every process): a pause
+    # delays the sends and the reading of answers that fall in it.
+    generator_gc_pauses: int = 0
+    generator_gc_max_ms: float = 0.0
+    generator_gc_total_ms: float = 0.0
     samples: list[Sample] = field(default_factory=list, repr=False)
+    gc_pauses: list[GcPause] = field(default_factory=list, repr=False)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -151,11 +159,62 @@ class _Share:
     warm_connections: int
 
 
+@dataclass(frozen=True)
+class GcPause:
+    start: float  # time.monotonic()
+    seconds: float
+    generation: int
+    process: int
+
+
+class _GcWatch:
+    """Records this process's garbage-collection pauses (gc.callbacks) while installed."""
+
+    def __init__(self, process: int) -> None:
+        self.process = process
+        self.pauses: list[GcPause] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.monotonic()
+        else:
+            now = time.monotonic()
+            self.pauses.append(
+                GcPause(self._started, now - self._started, info["generation"], self.process)
+            )
+
+    def __enter__(self) -> _GcWatch:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while a schedule runs. A full collection walks every object of the
+    process (a forked generator's include all of bench/run.py's) and took ~190 ms, in both
+    processes at once since they allocate alike: no request was sent or read meanwhile, and
+    the burst sent after it queued in the services, so the generator's own pause showed as
+    hundreds of ms of p99 (bench/README.md). The window's garbage is freed by reference counts
+    (finished tasks are dropped as they end); what cycles remain are collected afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclass
 class _Sent:
     samples: list[Sample]
     connections: int
     cpu_seconds: float
+    gc_pauses: list[GcPause] = field(default_factory=list)
 
 
 async def _send_share(share: _Share, start_time: Callable[[], Awaitable[float]]) -> _Sent:
@@ -214,25 +273,28 @@ async def _send_share(share: _Share, start_time: Callable[[], Awaitable[float]])
                     status, sent = await exchange(idle.pop() if idle else None, raw)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                 pass  # status 0: a socket error or a timeout, counted in errors
-        samples.append(Sample(scheduled, sent, time.monotonic(), status))
+        samples.append(Sample(scheduled, sent, time.monotonic(), status, share.first))
 
     for _ in range(min(share.warm_connections, share.max_connections)):
         idle.append(await connect())
 
-    tasks: list[asyncio.Task[None]] = []
+    pending: set[asyncio.Task[None]] = set()
     start = await start_time()
-    for i in range(share.first, share.total, share.step):
-        scheduled = start + i / share.rate
-        raw = _encode(share.make_request(i), url.netloc)
-        delay = scheduled - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled, raw)))
-    await asyncio.gather(*tasks)
+    with _collector_paused(), _GcWatch(share.first) as watch:
+        for i in range(share.first, share.total, share.step):
+            scheduled = start + i / share.rate
+            raw = _encode(share.make_request(i), url.netloc)
+            delay = scheduled - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(scheduled, raw))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
     for connection in idle:
         with contextlib.suppress(Exception):
             connection.close()
-    return _Sent(samples, opened, time.process_time() - cpu_before)
+    return _Sent(samples, opened, time.process_time() - cpu_before, watch.pauses)
 
 
 def _child(share: _Share, parent: Connection) -> None:
@@ -247,9 +309,10 @@ def _child(share: _Share, parent: Connection) -> None:
         sent = runner.run(_send_share(share, start_time))
     parent.send(
         (
-            [(s.scheduled, s.sent, s.done, s.status) for s in sent.samples],
+            [(s.scheduled, s.sent, s.done, s.status, s.process) for s in sent.samples],
             sent.connections,
             sent.cpu_seconds,
+            [(p.start, p.seconds, p.generation, p.process) for p in sent.gc_pauses],
         )
     )
     parent.close()
@@ -277,10 +340,11 @@ async def _send_in_processes(shares: list[_Share]) -> _Sent:
             ours.send(start)
         merged = _Sent([], 0, 0.0)
         for ours, _ in pipes:
-            samples, connections, cpu_seconds = await loop.run_in_executor(None, ours.recv)
+            samples, connections, cpu_seconds, pauses = await loop.run_in_executor(None, ours.recv)
             merged.samples += [Sample(*values) for values in samples]
             merged.connections += connections
             merged.cpu_seconds += cpu_seconds
+            merged.gc_pauses += [GcPause(*values) for values in pauses]
         return merged
     finally:
         for child in children:
@@ -365,5 +429,9 @@ def summarize(sent: _Sent, *, rate: float, processes: int) -> OpenLoopResult:
         statuses=statuses,
         processes=processes,
         generator_cpu_us=round(sent.cpu_seconds * 1e6 / max(len(samples), 1), 1),
+        generator_gc_pauses=len(sent.gc_pauses),
+        generator_gc_max_ms=round(max((p.seconds for p in sent.gc_pauses), default=0) * 1000, 2),
+        generator_gc_total_ms=round(sum(p.seconds for p in sent.gc_pauses) * 1000, 2),
         samples=samples,
+        gc_pauses=sent.gc_pauses,
     )

@@ -667,7 +667,9 @@ def run_open_loop_levels(
                 )
             )
         row = {"name": scenario.name, "load": load, **asdict(measured)}
-        del row["samples"]
+        del row["samples"], row["gc_pauses"]
+        if args.open_loop_samples:
+            write_open_loop_samples(args.open_loop_samples, scenario.name, load, measured)
         # The services' CPU per request at this load; "wrk" here is the generator processes.
         row["cpu_us_per_request"] = meter.per_request(measured.requests)
         target = OPEN_LOOP_P99_TARGET_MS.get(scenario.name, OPEN_LOOP_P99_TARGET_DEFAULT_MS)
@@ -684,6 +686,38 @@ def run_open_loop_levels(
             f"errors {measured.errors} {measured.statuses} (2xx p99 {measured.ok_p99_ms:.2f} ms)"
         )
     return rows
+
+
+def write_open_loop_samples(folder: Path, name: str, load: float, measured: OpenLoopResult) -> None:
+    """--open-loop-samples: one level's raw samples and generator pauses as JSON, times in
+    seconds from the first schedule (bench/openloop_timeline.py reads them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start = measured.samples[0].scheduled if measured.samples else 0.0
+    path = folder / f"{name.replace(' ', '-')}-{round(load * 100)}.json"
+    columns = ("scheduled", "sent", "done", "status", "process")
+    data = {
+        "name": name,
+        "load": load,
+        "offered_rps": measured.offered_rps,
+        "start_monotonic": start,
+        "columns": columns,
+        "samples": [
+            [
+                round(s.scheduled - start, 6),
+                round(s.sent - start, 6),
+                round(s.done - start, 6),
+                s.status,
+                s.process,
+            ]
+            for s in measured.samples
+        ],
+        "gc_pauses": [
+            [round(p.start - start, 6), round(p.seconds, 6), p.generation, p.process]
+            for p in measured.gc_pauses
+        ],
+    }
+    path.write_text(json.dumps(data))
+    say(f"  raw samples: {path}")
 
 
 def print_open_loop_table(rows: list[dict[str, Any]]) -> None:
@@ -873,6 +907,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2,
         help="open-loop generator processes, each sending its share of the schedule on its own "
         "connections (one process falls behind above ~1,500 req/s)",
+    )
+    parser.add_argument(
+        "--open-loop-samples",
+        type=Path,
+        metavar="FOLDER",
+        help="write every open-loop level's raw samples there (bench/openloop_timeline.py)",
     )
     parser.add_argument(
         "--check-targets", action="store_true", help="exit 1 when a target is missed, too"
