@@ -4,7 +4,8 @@ wrk (the closed-loop tool of bench/run.py) sends a connection's next request onl
 previous answer came back, so a stalled server is sent fewer requests exactly while it stalls
 and the stall hardly shows in the percentiles ("coordinated omission"). Here request i is
 scheduled at start + i / rate; it goes out on an idle keep-alive connection, or a new one, so a
-slow answer never delays the next send; and its latency is completion time - scheduled time.
+slow answer never delays the next send; and its latency is completion time - scheduled time
+(or - send time, for a send that went out early: the loop's timers count milliseconds).
 If the generator itself falls behind (no connection free, CPU starved), the delay counts in the
 latency rather than disappearing, and `send_lag_p99_ms` says by how much the sends slipped.
 
@@ -58,7 +59,10 @@ class Sample:
 
     @property
     def latency(self) -> float:
-        return self.done - self.scheduled
+        """From the schedule, or from the send when that was earlier: the loop's timers count
+        milliseconds (uvloop), so a send may go out up to ~1 ms before its time, and its
+        latency must not be cut short by that."""
+        return self.done - min(self.scheduled, self.sent)
 
 
 @dataclass

@@ -8,12 +8,17 @@ level's first schedule) and prints, per bin of --bin seconds, how many requests 
 send lag (how late the generator sent them) and the latency (from the schedule) at p50, p99 and
 max, how many exceeded --slow ms, and the generator's garbage-collection pauses that began in the
 bin; then the episodes: runs of consecutive due requests slower than --slow, with their span,
-their count and the send lag inside them.
+their count and the send lag inside them. With --stalls (the logs of `bench/run.py
+--stall-watch`, bench/stallwatch/sitecustomize.py), each bin also lists the services' garbage-
+collection pauses and event-loop lags that began in it, by process ("thoughts/1234: gc2 12ms
+cpu 11"; "lag 40ms cpu 2" is a loop that waited 40 ms while its thread ran 2 ms: blocked or
+without a core, where "cpu 38" would be busy computing).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ from openloop import percentile
 
 def episodes(rows: list[list[float]], slow_ms: float, gap: float) -> list[dict[str, Any]]:
     """Runs of slow requests (by schedule) whose neighbours are less than `gap` s apart."""
-    slow = [r for r in rows if (r[2] - r[0]) * 1000 > slow_ms]
+    slow = [r for r in rows if (r[2] - min(r[0], r[1])) * 1000 > slow_ms]
     found: list[dict[str, Any]] = []
     for row in slow:
         if found and row[0] - found[-1]["last"] < gap:
@@ -33,9 +38,38 @@ def episodes(rows: list[list[float]], slow_ms: float, gap: float) -> list[dict[s
             found.append(episode)
         episode["last"] = row[0]
         episode["count"] += 1
-        episode["max_ms"] = max(episode["max_ms"], (row[2] - row[0]) * 1000)
+        episode["max_ms"] = max(episode["max_ms"], (row[2] - min(row[0], row[1])) * 1000)
         episode["lag"].append((row[1] - row[0]) * 1000)
     return found
+
+
+def stall_events(prefix: str) -> list[tuple[float, str]]:
+    """(time.monotonic(), "service/pid: what") of every stall log <prefix>.<pid>."""
+    logs = {}
+    for path in glob.glob(f"{glob.escape(prefix)}.*"):
+        lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+        if lines:
+            logs[lines[0]["pid"]] = lines
+    names = {}
+    for pid, lines in logs.items():
+        command, parent = lines[0]["cmd"], logs.get(lines[0]["ppid"])
+        if " -m " in command:  # a service's main process
+            names[pid] = command.split(" -m ")[1].split()[0].removesuffix("_service") + "-main"
+        elif "spawn_main" in command and parent and " -m " in parent[0]["cmd"]:
+            service = parent[0]["cmd"].split(" -m ")[1].split()[0].removesuffix("_service")
+            names[pid] = f"{service}/{pid}"
+    events = []
+    for pid, lines in logs.items():
+        for record in lines[1:]:
+            if pid not in names:
+                continue
+            if "gc" in record:
+                what = f"gc{record['generation']} {record['ms']:.0f}ms cpu {record['cpu_ms']:.0f}"
+                events.append((record["gc"], f"{names[pid]}: {what}"))
+            elif "lag" in record:
+                what = f"lag {record['ms']:.0f}ms cpu {record['main_cpu_ms']:.0f}"
+                events.append((record["lag"], f"{names[pid]}: {what}"))
+    return sorted(events)
 
 
 def main() -> None:
@@ -43,12 +77,15 @@ def main() -> None:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--bin", type=float, default=0.5, help="seconds per line")
     parser.add_argument("--slow", type=float, default=20.0, help="ms: a slow request")
+    parser.add_argument("--stalls", help="the stall logs' prefix (bench/run.py --stall-watch)")
     args = parser.parse_args()
+    stalls = stall_events(args.stalls) if args.stalls else []
     for path in args.files:
         data = json.loads(path.read_text())
         rows = sorted(data["samples"])
         pauses = data.get("gc_pauses", [])
-        latencies = [(r[2] - r[0]) * 1000 for r in rows]
+        origin = data.get("start_monotonic", 0.0)  # the stall logs' times are monotonic
+        latencies = [(r[2] - min(r[0], r[1])) * 1000 for r in rows]
         lags = [(r[1] - r[0]) * 1000 for r in rows]
         print(
             f"{data['name']} at {data['load']:.0%}: {len(rows)} requests at "
@@ -66,15 +103,17 @@ def main() -> None:
         t = 0.0
         while t <= end:
             part = [r for r in rows if t <= r[0] < t + args.bin]
-            lat = [(r[2] - r[0]) * 1000 for r in part]
+            lat = [(r[2] - min(r[0], r[1])) * 1000 for r in part]
             lag = [(r[1] - r[0]) * 1000 for r in part]
             gcs = [p for p in pauses if t <= p[0] < t + args.bin and p[1] >= 0.001]
+            services = [what for at, what in stalls if t <= at - origin < t + args.bin]
             print(
                 f"{t:9.2f} {len(part):5d} {percentile(lag, 0.5):8.2f} {percentile(lag, 0.99):8.2f}"
                 f" {max(lag, default=0):8.2f} {percentile(lat, 0.5):8.2f} "
                 f"{percentile(lat, 0.99):8.2f} {max(lat, default=0):8.2f} "
                 f"{sum(1 for x in lat if x > args.slow):5d}  "
                 + " ".join(f"{p[1] * 1000:.1f}({p[2]})" for p in gcs)
+                + ("; ".join(services) if services else "")
             )
             t += args.bin
         found = episodes(rows, args.slow, gap=0.05)

@@ -915,6 +915,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="write every open-loop level's raw samples there (bench/openloop_timeline.py)",
     )
     parser.add_argument(
+        "--stall-watch",
+        action="store_true",
+        help="with --open-loop-samples: the services log their GC pauses and event-loop lags "
+        "there too (bench/stallwatch/sitecustomize.py; costs them a little CPU)",
+    )
+    parser.add_argument(
         "--check-targets", action="store_true", help="exit 1 when a target is missed, too"
     )
     parser.add_argument(
@@ -1241,6 +1247,15 @@ def main(argv: list[str] | None = None) -> int:
     say(f"bench: {args.db}, {args.thoughts:,} thoughts, work folder {work_dir}")
     facts = prepare_data(databases, args)
     extra_env = dict(item.split("=", 1) for item in args.env)
+    if args.stall_watch:
+        if not args.open_loop_samples:
+            say("bench: --stall-watch needs --open-loop-samples (where the logs go)")
+            return 2
+        args.open_loop_samples.mkdir(parents=True, exist_ok=True)
+        extra_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(BENCH_DIR / "stallwatch"), os.environ.get("PYTHONPATH")])
+        )
+        extra_env["BENCH_STALL_LOG"] = str(args.open_loop_samples.resolve() / "stall")
     services = build_services(databases, work_dir, args.workers, extra_env)
     run = run_scenarios(services, databases, facts, args, work_dir)
     verdicts = evaluate_targets(run.results, run.memory)
