@@ -724,14 +724,15 @@ def print_open_loop_table(rows: list[dict[str, Any]]) -> None:
     say("")
     say(
         "| scenario | load | offered req/s | sent req/s | 2xx req/s | p50 ms | p99 ms | p99.9 ms "
-        "| send lag p99 ms | generator CPU us/req | 503 | other errors |"
+        "| send lag p99 ms | generator CPU us/req | generator GC pauses | 503 | other errors |"
     )
-    say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         say(
             f"| {r['name']} | {r['load']:.0%} | {r['offered_rps']:,.0f} | {r['achieved_rps']:,.0f} "
             f"| {r['ok_rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} "
             f"| {r['send_lag_p99_ms']:.2f} | {r['generator_cpu_us']:.0f} "
+            f"| {r['generator_gc_pauses']} "
             f"| {r['statuses'].get('503', 0)} | {r['errors'] - r['statuses'].get('503', 0)} |"
         )
 
