@@ -43,7 +43,7 @@ def _edit(old: str, new: str) -> Callable[[str], str]:
 VARIANTS: dict[str, Callable[[str], str]] = {
     "as committed": lambda config: config,
     "every request logged": _edit("    option dontlog-normal\n", ""),
-    "nbthread 1": _edit("\nglobal\n", "\nglobal\n    nbthread 1\n"),
+    "2 threads": _edit('nbthread "${GATEWAY_THREADS-1}"', "nbthread 2"),
     "http-server-close": _edit(
         "    option httplog\n", "    option httplog\n    option http-server-close\n"
     ),
