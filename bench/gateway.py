@@ -55,7 +55,6 @@ from urllib.parse import urlsplit, urlunsplit
 from run import (
     RESULTS_DIR,
     ROOT,
-    WRITER,
     CpuMeter,
     Databases,
     Reading,
@@ -400,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             runs, pairs = run_pairs(scenarios, where, api, meter, idle, databases, args, work_dir)
     finally:
-        databases.query("thoughts", "DELETE FROM thoughts WHERE username = ?", WRITER)
+        # As bench/run.py: delete the posts and VACUUM, so the next run measures loaded data.
+        databases.remove_posted()
     for run in runs.values():
         settle(run)
     summaries = [pair.summary() for pair in pairs]
