@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from servicekit.lifecycle import reset_for_tests
 from servicekit.logs import JsonFormatter
 from servicekit.settings import ServiceSettings
-from testkit import DatabaseFactory, StartedApps
+from testkit import DatabaseFactory, ServiceProcess, StartedApps, free_port
 
 HERE = Path(__file__).resolve().parent
 # Loggers that configure_logging() changes besides the root logger.
@@ -122,6 +122,29 @@ def make_settings(example: ModuleType, tmp_path: Path) -> Callable[..., Any]:
         return example.ExampleSettings(**values)
 
     return make
+
+
+@pytest.fixture
+def example_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """`example_process(*args, env=...)`: run_example.py (servicekit.server.serve) as a real
+    server process on a free port, `args` after the port; stopped at the test's end."""
+    processes: list[ServiceProcess] = []
+
+    def start(*args: str, env: dict[str, str]) -> ServiceProcess:
+        port = free_port()
+        process = ServiceProcess(
+            name="example",
+            argv=[sys.executable, str(Path(__file__).parent / "run_example.py"), str(port), *args],
+            env=env,
+            port=port,
+            log_path=tmp_path / f"example-{port}.log",
+        )
+        processes.append(process)
+        return process.start()
+
+    yield start
+    for process in processes:
+        process.stop()
 
 
 @pytest.fixture

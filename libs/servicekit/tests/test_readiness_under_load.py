@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,11 +24,10 @@ import httpx
 import psycopg
 import pytest
 
-from testkit import DatabaseFactory, ServiceProcess, free_port
+from testkit import DatabaseFactory, ServiceProcess
 from testkit.databases import need, postgres_available
 from testkit.faults import FaultProxy
 
-HERE = Path(__file__).resolve().parent
 POOL_SIZE = 2
 # What "within a second" means for a probe seen from its client (the kit's deadline is 0.8 s).
 READYZ_BOUND = 1.0
@@ -66,25 +63,15 @@ def notes_locked(database_url: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def start_service(tmp_path: Path) -> Iterator[Callable[[str], ServiceProcess]]:
+def start_service(
+    example_process: Callable[..., ServiceProcess],
+) -> Callable[[str], ServiceProcess]:
     """`start_service(database_url)`: the example service as a real server process."""
-    processes: list[ServiceProcess] = []
 
     def start(database_url: str) -> ServiceProcess:
-        port = free_port()
-        process = ServiceProcess(
-            name="example",
-            argv=[sys.executable, str(HERE / "run_example.py"), str(port), "0"],
-            env={"DATABASE_URL": database_url, **SERVICE_ENV},
-            port=port,
-            log_path=tmp_path / f"example-{port}.log",
-        )
-        processes.append(process)
-        return process.start()
+        return example_process("0", env={"DATABASE_URL": database_url, **SERVICE_ENV})
 
-    yield start
-    for process in processes:
-        process.stop()
+    return start
 
 
 @pytest.fixture

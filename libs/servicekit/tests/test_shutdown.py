@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,34 +18,21 @@ from servicekit.lifecycle import is_shutting_down
 from servicekit.limits import RequestLimits
 from servicekit.server import DrainingServer
 from servicekit.settings import ServiceSettings
-from testkit import DatabaseFactory, ServiceProcess, free_port
-
-HERE = Path(__file__).resolve().parent
+from testkit import DatabaseFactory, ServiceProcess
 
 
 @pytest.fixture
-def start_example(database_factory: DatabaseFactory, example: Any, tmp_path: Path) -> Iterator[Any]:
+def start_example(
+    database_factory: DatabaseFactory, example: Any, example_process: Callable[..., ServiceProcess]
+) -> Callable[..., ServiceProcess]:
     """Starts `run_example.py` (servicekit.server.serve) with a drain time, on a migrated DB."""
-    processes: list[ServiceProcess] = []
     # Migrated here, not in the async test: Alembic's env runs its own event loop.
     database_url = database_factory.fresh("sqlite", example.MIGRATIONS_DIR)
 
     def start(drain_seconds: float, workers: int = 1) -> ServiceProcess:
-        port = free_port()
-        script = str(HERE / "run_example.py")
-        process = ServiceProcess(
-            name="example",
-            argv=[sys.executable, script, str(port), str(drain_seconds), str(workers)],
-            env={"DATABASE_URL": database_url},
-            port=port,
-            log_path=tmp_path / f"example-{port}.log",
-        )
-        processes.append(process)
-        return process.start()
+        return example_process(str(drain_seconds), str(workers), env={"DATABASE_URL": database_url})
 
-    yield start
-    for process in processes:
-        process.stop()
+    return start
 
 
 async def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(
