@@ -30,6 +30,7 @@ Used by `bench/run.py --open-loop`; tested by tests/test_bench_openloop.py.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import math
@@ -227,7 +228,12 @@ async def _send_share(share: _Share, start_time: Callable[[], Awaitable[float]])
     cpu_before = time.process_time()
     url = urlsplit(share.base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    idle: list[_Connection] = []
+    # Least recently used first: each request takes the connection that has been idle longest,
+    # so the load turns over every warm connection, as many independent clients' would. Most
+    # recently used first kept the whole load on the one or two connections at the top, and a
+    # service's workers take connections, not requests (one SO_REUSEPORT socket each): one
+    # worker was sent everything while the other idled (bench/README.md, open loop).
+    idle: collections.deque[_Connection] = collections.deque()
     slots = asyncio.Semaphore(share.max_connections)
     opened = 0
     samples: list[Sample] = []
@@ -274,7 +280,7 @@ async def _send_share(share: _Share, start_time: Callable[[], Awaitable[float]])
         async with slots:
             try:
                 async with asyncio.timeout(share.request_timeout):
-                    status, sent = await exchange(idle.pop() if idle else None, raw)
+                    status, sent = await exchange(idle.popleft() if idle else None, raw)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                 pass  # status 0: a socket error or a timeout, counted in errors
         samples.append(Sample(scheduled, sent, time.monotonic(), status, share.first))

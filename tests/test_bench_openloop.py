@@ -156,3 +156,52 @@ async def test_the_generator_collects_no_garbage_while_it_sends(processes: int) 
     assert result.generator_gc_max_ms == 0
     assert gc.isenabled()  # paused for the schedule only
     assert len(heap) == 300_000
+
+
+class CountingServer:
+    """HTTP/1.1 keep-alive server that answers at once and counts requests per connection."""
+
+    def __init__(self) -> None:
+        self.per_connection: dict[int, int] = {}  # the client's port -> requests it carried
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = writer.get_extra_info("peername")[1]
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                self.per_connection[port] = self.per_connection.get(port, 0) + 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_the_load_turns_over_every_warm_connection(processes: int) -> None:
+    # A service's workers each take connections, not requests (one SO_REUSEPORT socket per
+    # worker): a generator that sent everything on its most recently used connection put the
+    # whole load on the one or two workers those connections happened to reach, and one worker
+    # saturated while the other idled. Many independent clients spread over all connections:
+    # each warm connection must carry about its share.
+    warm = 8
+    server = CountingServer()
+    listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        result = await openloop.run_open_loop(
+            f"http://127.0.0.1:{port}",
+            lambda i: openloop.Request("GET", f"/{i}"),
+            rate=RATE,
+            seconds=SECONDS,
+            warm_connections=warm,
+            processes=processes,
+        )
+
+    total = round(RATE * SECONDS)
+    assert result.errors == 0
+    assert sum(server.per_connection.values()) == total
+    # The server answers in well under the 5 ms between sends: the warm ones are all it needs.
+    assert len(server.per_connection) == warm, server.per_connection
+    fair = total / warm
+    for carried in server.per_connection.values():
+        assert 0.5 * fair <= carried <= 1.5 * fair, server.per_connection
