@@ -200,8 +200,8 @@ async def test_the_load_turns_over_every_warm_connection(processes: int) -> None
     total = round(RATE * SECONDS)
     assert result.errors == 0
     assert sum(server.per_connection.values()) == total
-    # The server answers in well under the 5 ms between sends: the warm ones are all it needs.
-    assert len(server.per_connection) == warm, server.per_connection
-    fair = total / warm
-    for carried in server.per_connection.values():
-        assert 0.5 * fair <= carried <= 1.5 * fair, server.per_connection
+    # The server answers in well under the 5 ms between sends, so the warm connections are all
+    # it needs (a hiccup of a loaded machine may add one or two, which then take turns too):
+    # none carries much more than its share. Most recently used first, one carried them all.
+    assert len(server.per_connection) >= warm, server.per_connection
+    assert max(server.per_connection.values()) <= 1.5 * total / warm, server.per_connection
