@@ -4,25 +4,36 @@ Graceful shutdown on SIGTERM, in every worker: readiness goes false at once, the
 serving for SHUTDOWN_DRAIN_SECONDS so the load balancer can take it out of rotation, then stops
 accepting and finishes the requests in flight. SIGINT (Ctrl-C: a person at a terminal, not an
 orchestrator) skips the drain; a second SIGINT stops without waiting for requests in flight.
+
+Besides its TCP port(s), a server may listen on a Unix socket (`UNIX_SOCKET`): compose's gateway
+reaches each replica that way, through a volume both mount, instead of a second TCP hop over
+Docker's bridge (bench/README.md, "Through the gateway"). Everything else (the other services,
+health checks, direct calls) keeps using TCP.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import queue
 import signal
 import socket
+import stat
 import threading
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from servicekit.lifecycle import begin_shutdown
 from servicekit.limits import LimitedConfig, RequestLimits
+from servicekit.proxy_headers import ProxyHeaders
 from servicekit.settings import ServiceSettings
 
 log = logging.getLogger("servicekit.server")
@@ -77,20 +88,95 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
     return sock
 
 
-def run_worker(config: uvicorn.Config, ports: tuple[int, ...], drain_seconds: float) -> None:
+# Who may connect to the Unix socket: the service's own user and group. Compose gives the
+# gateway the services' group; nobody else can even reach the file (a volume of their own).
+UNIX_SOCKET_MODE = 0o660
+
+
+class ServerConfig(LimitedConfig):
+    """uvicorn's configuration with the request limits (servicekit.limits), and the kit's
+    X-Forwarded-For handling (servicekit.proxy_headers: Unix socket peers too) in place of
+    uvicorn's own."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, proxy_headers=False, **kwargs)
+
+    def load(self) -> None:
+        super().load()
+        self.loaded_app = ProxyHeaders(self.loaded_app, self.forwarded_allow_ips)
+
+
+@contextlib.contextmanager
+def unix_listening_socket(path: Path) -> Iterator[socket.socket]:
+    """A Unix stream socket bound at `path` (mode UNIX_SOCKET_MODE) while the block runs; the
+    file is removed at the end if it is still this socket's.
+
+    A socket file left by a server that was killed (SIGKILL, a crashed container) is removed
+    first: nothing answers a connection to it. One that answers belongs to a running server,
+    and this one stops rather than steal its path.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise SystemExit(f"cannot listen on {path}: the file exists and is not a socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(str(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                log.info("removing the stale socket file %s", path)
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise SystemExit(f"cannot listen on {path}: {exc.strerror or exc}") from exc
+            else:
+                raise SystemExit(f"cannot listen on {path}: another server listens on it")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, UNIX_SOCKET_MODE)
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"cannot listen on {path}: {exc.strerror or exc}") from exc
+    bound = path.stat().st_ino
+    sock.set_inheritable(True)
+    try:
+        yield sock
+    finally:
+        sock.close()
+        try:
+            if path.stat().st_ino == bound:  # not a successor's socket at the same path
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def run_worker(
+    config: uvicorn.Config,
+    ports: tuple[int, ...],
+    drain_seconds: float,
+    shared: tuple[socket.socket, ...] = (),
+) -> None:
     """One worker of a multi-worker server (in its own process): a DrainingServer on sockets of
-    its own in one SO_REUSEPORT group per port.
+    its own in one SO_REUSEPORT group per port, plus the `shared` sockets (the Unix socket)
+    that the supervisor bound once for all workers.
 
     With one shared socket, whichever worker wakes first accepts a whole burst of new
     connections: the benchmark saw all 32 of a client's keep-alive connections land on one of
     two workers, which then did all the work at half the machine's capacity while the other
     idled (bench/README.md). With a socket per worker, the kernel spreads new connections across
     the workers by a hash of their addresses.
+
+    Linux has no SO_REUSEPORT group for Unix sockets (a second bind of the path fails), so all
+    workers accept from the one socket: the kernel hands each new connection to whichever
+    worker's accept comes first.
     """
     server = DrainingServer(config)
     server.drain_seconds = drain_seconds
     sockets = [listening_socket(config.host, port, reuse_port=True) for port in ports]
-    server.run(sockets=sockets)
+    server.run(sockets=[*sockets, *shared])
 
 
 class WorkerSupervisor:
@@ -103,19 +189,25 @@ class WorkerSupervisor:
     """
 
     def __init__(
-        self, config: uvicorn.Config, ports: tuple[int, ...], workers: int, drain_seconds: float
+        self,
+        config: uvicorn.Config,
+        ports: tuple[int, ...],
+        workers: int,
+        drain_seconds: float,
+        shared: tuple[socket.socket, ...] = (),
     ) -> None:
         self.config = config
         self.ports = ports
         self.count = workers
         self.drain_seconds = drain_seconds
+        self.shared = shared
         # Filled by the signal handler: SimpleQueue.put is safe to call from one.
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.workers: list[BaseProcess] = []
 
     def _start_worker(self) -> BaseProcess:
         process = multiprocessing.get_context("spawn").Process(
-            target=run_worker, args=(self.config, self.ports, self.drain_seconds)
+            target=run_worker, args=(self.config, self.ports, self.drain_seconds, self.shared)
         )
         process.start()
         return process
@@ -142,6 +234,11 @@ class WorkerSupervisor:
                     self.workers[index] = self._start_worker()
         log.info("supervisor received signal %d; stopping %d workers", received, self.count)
         self._signal_workers(received)
+        # No worker is started any more: without the supervisor's copy, the shared socket
+        # closes when the last worker stops accepting, and a connection is then refused at
+        # once instead of waiting in a queue that nobody accepts from.
+        for sock in self.shared:
+            sock.close()
         for worker in self.workers:
             # A second Ctrl-C reaches the workers from the terminal itself.
             while worker.exitcode is None:
@@ -173,6 +270,7 @@ def serve_settings(app: str, settings: ServiceSettings) -> None:
         log_level=settings.log_level,
         internal_port=settings.internal_port,
         limits=settings.request_limits(),
+        unix_socket=settings.unix_socket,
     )
 
 
@@ -186,15 +284,18 @@ def serve(
     log_level: str = "info",
     internal_port: int | None = None,
     limits: RequestLimits | None = None,
+    unix_socket: Path | None = None,
 ) -> None:
     """Runs `app` ("module:factory", an app factory) until SIGTERM/SIGINT.
 
     With `internal_port`, the same app listens on that port too; the kit's
     InternalPortMiddleware decides which routes each port serves. `limits`: the request line
     and header limits the server enforces (servicekit.limits; the app enforces the body's).
+    With `unix_socket`, the app also listens on a Unix socket at that path, serving what the
+    main port serves (unix_listening_socket; servicekit.proxy_headers for its peers).
     """
     ports = (port,) if internal_port is None else (port, internal_port)
-    config = LimitedConfig(
+    config = ServerConfig(
         app,
         limits=limits or RequestLimits(),
         factory=True,
@@ -204,22 +305,26 @@ def serve(
         log_config=None,  # our JSON logging is configured by the app factory
         access_log=False,  # our middleware writes the access log with the route template
         log_level=log_level.lower(),
-        proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=30,
         loop="uvloop",
     )
-    if workers > 1:
-        # Binding once here first fails fast, with a message, when a port is taken.
-        for probe in [listening_socket(host, p) for p in ports]:
-            probe.close()
-        exit_code = WorkerSupervisor(config, ports, workers, drain_seconds).run()
-        if exit_code:
-            raise SystemExit(exit_code)
-        return
-    server = DrainingServer(config)
-    server.drain_seconds = drain_seconds
-    sockets = [listening_socket(host, p) for p in ports]
-    for sock in sockets:
-        log.info("listening on http://%s:%d", host, sock.getsockname()[1])
-    server.run(sockets=sockets)
+    with contextlib.ExitStack() as stack:
+        shared: tuple[socket.socket, ...] = ()
+        if unix_socket is not None:
+            shared = (stack.enter_context(unix_listening_socket(unix_socket)),)
+            log.info("listening on unix:%s", unix_socket)
+        if workers > 1:
+            # Binding once here first fails fast, with a message, when a port is taken.
+            for probe in [listening_socket(host, p) for p in ports]:
+                probe.close()
+            exit_code = WorkerSupervisor(config, ports, workers, drain_seconds, shared).run()
+            if exit_code:
+                raise SystemExit(exit_code)
+            return
+        server = DrainingServer(config)
+        server.drain_seconds = drain_seconds
+        sockets = [listening_socket(host, p) for p in ports]
+        for sock in sockets:
+            log.info("listening on http://%s:%d", host, sock.getsockname()[1])
+        server.run(sockets=[*sockets, *shared])

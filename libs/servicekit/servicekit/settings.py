@@ -98,6 +98,23 @@ class ServiceSettings(BaseSettings):
     # the main port then no longer serves. Unset: one port serves everything.
     internal_port: int | None = Field(default=None, ge=1, le=65535)
 
+    # A Unix socket the server listens on besides its port(s), serving what the main port
+    # serves (servicekit.server): how compose's gateway reaches each replica, through a volume
+    # both mount. Its peers' X-Forwarded-For is believed (servicekit.proxy_headers).
+    unix_socket: Path | None = None
+
+    @field_validator("unix_socket")
+    @classmethod
+    def _usable_socket_path(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_absolute():
+            raise ValueError(f"must be an absolute path, got {str(value)!r}")
+        # The kernel's limit: sockaddr_un holds 108 bytes, the last one a NUL.
+        if len(os.fsencode(value)) > 107:
+            raise ValueError("a Unix socket's path may be at most 107 bytes long")
+        return value
+
     @field_validator("admin_token")
     @classmethod
     def _long_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
