@@ -1,7 +1,8 @@
 """Whose address a service sees (issue 14 item 13): `X-Forwarded-For` is believed only from the
-peers in FORWARDED_ALLOW_IPS (uvicorn's setting; `make run` and the tests: 127.0.0.1), and the
-gateway hands on the address it saw, never one the client wrote itself. Real processes: the kit's
-example service and HAProxy running deploy/gateway/haproxy.cfg, as compose runs it."""
+peers in FORWARDED_ALLOW_IPS (uvicorn's setting; `make run` and the tests: 127.0.0.1) or from a
+peer on the service's Unix socket (the gateway's way in under compose), and the gateway hands on
+the address it saw, never one the client wrote itself. Real processes: the kit's example service
+and HAProxy running deploy/gateway/haproxy.cfg, as compose runs it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,17 +67,19 @@ def test_x_forwarded_for_is_believed_only_from_forwarded_allow_ips(
 
 
 @pytest.fixture
-def gateway_to(tmp_path: Path) -> Iterator[Callable[[ServiceProcess], str]]:
+def gateway_to(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """`gateway_to(address)`: HAProxy with every server at `address` (host:port, or
+    unix@path as compose gives it); its URL once it answers."""
     haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
     if haproxy is None:
         need("HAProxy is not installed (apt-get install haproxy)")
     gateways: list[subprocess.Popen[bytes]] = []
 
-    def start(backend: ServiceProcess) -> str:
+    def start(address: str) -> str:
         port = free_port()
         # Every server of the file points at the one backend process.
         names = set(re.findall(r'"\$\{([A-Z0-9_]+)\}"', HAPROXY_CONFIG.read_text()))
-        env = {name: f"127.0.0.1:{backend.port}" for name in names}
+        env = {name: address for name in names}
         env |= {
             "GATEWAY_BIND": f"127.0.0.1:{port}",
             "STATS_BIND": f"127.0.0.1:{free_port()}",
@@ -108,12 +112,33 @@ def gateway_to(tmp_path: Path) -> Iterator[Callable[[ServiceProcess], str]]:
 
 
 def test_the_gateway_hands_on_the_address_it_saw_not_the_clients_own(
-    start_example: Callable[..., ServiceProcess], gateway_to: Callable[[ServiceProcess], str]
+    start_example: Callable[..., ServiceProcess], gateway_to: Callable[[str], str]
 ) -> None:
-    """Compose trusts the header from the gateway's network: before, a client that wrote
+    """Compose trusted the header from the gateway's network: before, a client that wrote
     `X-Forwarded-For` itself was believed through the gateway (and escaped the per-address
     login throttle with a new address per guess)."""
     service = start_example(FORWARDED_ALLOW_IPS="127.0.0.1")
-    gateway = gateway_to(service)
+    gateway = gateway_to(f"127.0.0.1:{service.port}")
     assert whoami(gateway, **{"X-Forwarded-For": SPOOFED}) == "127.0.0.1"
     assert whoami(gateway) == "127.0.0.1"
+
+
+def test_through_the_unix_socket_the_gateway_is_believed_and_tcp_peers_are_not(
+    start_example: Callable[..., ServiceProcess], gateway_to: Callable[[str], str]
+) -> None:
+    """Compose's shape: the gateway reaches the service over its Unix socket (UNIX_SOCKET), and
+    the service believes no TCP peer's header (FORWARDED_ALLOW_IPS names none here)."""
+    folder = Path(tempfile.mkdtemp(prefix="uds-", dir="/tmp"))  # a path short enough to bind
+    try:
+        path = folder / "example.sock"
+        service = start_example(FORWARDED_ALLOW_IPS="10.255.0.1", UNIX_SOCKET=str(path))
+        gateway = gateway_to(f"unix@{path}")
+        # From a loopback address of its own: the one the gateway saw and hands on.
+        transport = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(transport=transport, timeout=10) as client:
+            through = client.get(f"{gateway}/whoami", headers={"X-Forwarded-For": SPOOFED})
+            assert through.json()["client"] == "127.0.0.2"
+            direct = client.get(f"{service.url}/whoami", headers={"X-Forwarded-For": SPOOFED})
+            assert direct.json()["client"] == "127.0.0.2"  # its own address, not the header's
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -143,3 +143,18 @@ def test_unsupported_database_and_bad_dependencies_are_config_errors(
     assert "DATABASE_URL: DATABASE_URL driver 'mysql' is not supported" in message
     assert "DEPENDENCIES: dependency 'users= >=1.0' must look like" in message
     assert "Value error" not in message
+
+
+def test_a_unix_socket_must_be_an_absolute_path_the_kernel_can_bind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("UNIX_SOCKET", "/run/mythoughts/sockets/users-1.sock")
+    assert load_settings(ServiceSettings).unix_socket == Path(
+        "/run/mythoughts/sockets/users-1.sock"
+    )
+    monkeypatch.setenv("UNIX_SOCKET", "sockets/users-1.sock")
+    with pytest.raises(ConfigError, match="UNIX_SOCKET: must be an absolute path"):
+        load_settings(ServiceSettings)
+    monkeypatch.setenv("UNIX_SOCKET", "/" + "s" * 107)
+    with pytest.raises(ConfigError, match="UNIX_SOCKET: a Unix socket's path may be at most 107"):
+        load_settings(ServiceSettings)

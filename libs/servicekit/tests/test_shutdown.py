@@ -212,6 +212,7 @@ def test_serve_settings_runs_the_server_with_the_service_settings(
                 "drain_seconds": 2.5,
                 "log_level": "warning",
                 "internal_port": None,
+                "unix_socket": None,
                 "limits": RequestLimits(
                     max_header_bytes=32 * 1024,
                     max_header_count=20,
