@@ -63,7 +63,7 @@ def test_every_worker_serves_the_unix_socket_beside_the_tcp_port(
 
     assert stat.S_ISSOCK(path.lstat().st_mode)
     assert stat.S_IMODE(path.lstat().st_mode) == UNIX_SOCKET_MODE == 0o660
-    workers = set()
+    workers: set[int] = set()
     deadline = time.monotonic() + 30
     while len(workers) < 2:
         assert time.monotonic() < deadline, f"only workers {workers} answered on the socket"
