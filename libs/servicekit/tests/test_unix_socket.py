@@ -157,17 +157,19 @@ def test_the_drain_keeps_the_socket_serving_and_the_exit_removes_it(
     start_example: Callable[..., ServiceProcess], socket_dir: Path
 ) -> None:
     path = socket_dir / "example.sock"
-    service = start_example(path, workers=2, drain=1.5)
+    drain = 3.0
+    service = start_example(path, workers=2, drain=drain)
     assert service.process is not None
     service.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 1.0
-    answers = set()
-    while time.monotonic() < deadline:
+    signalled = time.monotonic()
+    answers: list[tuple[int, int]] = []
+    while (503, 200) not in answers:
+        # Inside the drain (a busy machine may take a moment to deliver the signal).
+        assert time.monotonic() - signalled < drain - 0.5, answers
         with over_socket(path) as client:
-            answers.add((client.get("/readyz").status_code, client.get("/items/7").status_code))
+            answers.append((client.get("/readyz").status_code, client.get("/items/7").status_code))
         time.sleep(0.05)
     # Not ready, still serving: the gateway takes it out before any connection is refused.
-    assert (503, 200) in answers
     assert all(item == 200 for _ready, item in answers), answers
     assert service.process.wait(30) == 0, service.logs()
     assert not path.exists()
