@@ -107,6 +107,8 @@ class Stack:
                     "DATABASE_URL": f"sqlite+aiosqlite:///{self.var_dir / 'users.db'}",
                     "JWT_KEYS_DIR": str(self.keys_dir),
                     "SIGNUP_ENABLED": "true",
+                    # As the image: argon2's blocks in huge pages (users_service.heap).
+                    "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
                 },
                 migrates=True,
             ),

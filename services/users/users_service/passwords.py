@@ -12,11 +12,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from servicekit.cpus import available_cores
 from users_service.check_queue import CheckQueue
+from users_service.heap import release_large_blocks
 from users_service.settings import UsersSettings
 
 
 class Passwords:
     def __init__(self, settings: UsersSettings) -> None:
+        if settings.argon2_release_memory:
+            # Before the first hash: glibc's threshold rises at the first free of a block.
+            release_large_blocks()
         self.hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_kib,

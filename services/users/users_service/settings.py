@@ -48,6 +48,10 @@ class UsersSettings(ServiceSettings):
     argon2_time_cost: int = Field(default=2, ge=1, le=20)
     argon2_memory_kib: int = Field(default=19456, ge=8, le=4 * 1024 * 1024)
     argon2_parallelism: int = Field(default=1, ge=1, le=64)
+    # Each hash's block goes back to the system when the hash is done (users_service.heap): a
+    # worker's memory at rest does not keep one block per check thread. Costs page faults per
+    # hash (a few ms with transparent huge pages, ~14 ms without, bench/README.md "Logins").
+    argon2_release_memory: bool = True
     # Password checks are costly by design, so their queue is short and fair
     # (users_service.check_queue): one client address may have this many in progress; a check
     # that would not start within the wait answers 503 with Retry-After at once; addresses with
