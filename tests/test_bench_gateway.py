@@ -76,3 +76,18 @@ def test_the_idle_systems_cpu_is_taken_out_per_request(gateway: ModuleType) -> N
     # 25,000 us per second of probes in the frontend is 50 us of each of 500 requests a second.
     idle = {"frontend": 25_000.0, "gateway": 5_000.0}
     assert gateway.without_idle(result, idle) == {"frontend": 250.0, "gateway": 30.0, "wrk": 50.0}
+
+
+def test_logins_run_within_one_addresss_limit_both_ways(gateway: ModuleType) -> None:
+    """Through the gateway every login comes from one address; the users service refuses that
+    address's logins beyond PASSWORD_CHECKS_PER_CLIENT at once (503), so the gateway's run would
+    measure refusals that the direct run, with login.lua's many addresses, never gets."""
+    from users_service.settings import UsersSettings
+
+    login = gateway.Scenario("login", "users", "/api/login/", connections=4)
+    per_address = UsersSettings.model_fields["password_checks_per_client"].default
+    assert gateway.same_work_both_ways(login).connections == per_address
+    healthz = gateway.Scenario("healthz", "thoughts", "/healthz")
+    assert gateway.same_work_both_ways(healthz).service == "frontend"
+    other = gateway.Scenario("thought by id", "thoughts", "/api/thoughts/1/")
+    assert gateway.same_work_both_ways(other) == other
