@@ -55,6 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 from run import (
     RESULTS_DIR,
     ROOT,
+    SETTLE_SECONDS,
     CpuMeter,
     Databases,
     Reading,
@@ -377,6 +378,9 @@ def run_pairs(
                     # after the direct run the gateway may still count it down.
                     wait_until_up(api, scenario.service, "new-1", timeout=60)
                 url = targets.base(mode, scenario.service) + scenario.path
+                # The previous run's last requests, on the same servers, are not this run's:
+                # through the gateway they would hold this run's address's login places.
+                time.sleep(SETTLE_SECONDS)
                 result = run_scenario(scenario, url, meter, databases, args, work_dir, runs[mode])
                 result.cpu_us_per_request = without_idle(result, idle)
                 runs[mode].results.append(result)

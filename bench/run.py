@@ -59,7 +59,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
 LUA_DIR = BENCH_DIR / "lua"
 RESULTS_DIR = BENCH_DIR / "results"
-# Seconds between the last scenario and reading the workers' memory (run_scenarios).
+# wrk stops with requests in flight and the servers finish them: a login's password check runs
+# on for up to the queue's wait (0.5 s) plus a hash (seconds on a loaded machine), holding a core,
+# its 19 MiB argon2 block and one of its address's places (PASSWORD_CHECKS_PER_CLIENT). So many
+# seconds pass after a warm-up before the measured run, and after the last scenario before the
+# workers' memory is read (bench/gateway.py: before each run, as both paths share the servers).
 SETTLE_SECONDS = 2.0
 PASSWORD = "bench-password"  # noqa: S105 - the generated accounts' password (local only)
 WRITER = "bench-writer"  # the account that posts during "create thought"; its rows are removed
@@ -1031,6 +1035,7 @@ def run_scenario(
     }
     if args.warmup:
         run_wrk(url, scenario, script, seconds=args.warmup, **wrk)
+        time.sleep(SETTLE_SECONDS)  # the warm-up's last requests are not the run's
     posts = scenario.name == "create thought"
     before = _writer_rows(databases) if posts else 0
     meter.start()
@@ -1124,10 +1129,7 @@ def run_scenarios(
                     args,
                 )
                 databases.remove_posted()
-        # wrk stops with requests in flight, and the servers finish them: a login's check runs
-        # on (and holds its 19 MiB argon2 block) for up to the queue's wait plus a hash after
-        # the last scenario. Memory "after the run" is read once they are done.
-        time.sleep(SETTLE_SECONDS)
+        time.sleep(SETTLE_SECONDS)  # memory after the run: once its last requests are done
         for service in services.values():
             run.memory[service.name] = [memory_of(pid) for pid in service.workers()]
     finally:
