@@ -24,6 +24,8 @@ What it does, in order:
 4. Runs bench/run.py's scenarios, each direct and then through the gateway (alternating the
    order over --rounds), with run.py's sanity check, warm-up, wrk and checks. `/healthz` is the
    frontend's both ways: the gateway routes `/healthz` to the frontend, its default backend.
+   Login runs with as many connections as one address may have logins in progress: through
+   the gateway they all come from one address (same_work_both_ways).
 5. Prints run.py's tables for each path, then the comparison: req/s through the gateway as a
    fraction of direct, p99 both ways, the gateway container's CPU per request and the CPU per
    request of everything; the JSON goes to bench/results/<date>-gateway.json.
