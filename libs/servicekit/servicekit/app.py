@@ -26,7 +26,7 @@ from servicekit.flags import BadFlagFile, Flags
 from servicekit.http import create_http_client
 from servicekit.lifecycle import is_shutting_down
 from servicekit.limits import BodyLimitMiddleware
-from servicekit.logs import configure_logging
+from servicekit.logs import configure_logging, flush_logs
 from servicekit.metrics import Metrics
 from servicekit.middleware import ObservabilityMiddleware
 from servicekit.migrations import head_revision, known_revisions
@@ -130,7 +130,9 @@ def _ops_router(readiness_checks: Mapping[str, ReadinessCheck]) -> APIRouter:
 
 def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
     version = resolve_version(settings.version_name, settings.version_sha, spec.package_version)
-    configure_logging(settings.service_name, version.version, settings.log_level)
+    configure_logging(
+        settings.service_name, version.version, settings.log_level, settings.log_flush_seconds
+    )
     dependencies = parse_dependencies(settings.dependencies)
     tracing = Tracing.from_settings(
         settings.service_name, version.version, settings.otel_exporter_otlp_endpoint
@@ -179,6 +181,9 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
             if tracing is not None:
                 tracing.shutdown()
             log.info("%s stopped", settings.service_name)
+            # Exit flushes too (logging's shutdown); this also covers an app stopped and
+            # dropped inside a process that goes on (tests, an embedding server).
+            flush_logs()
 
     app = FastAPI(
         title=spec.title,

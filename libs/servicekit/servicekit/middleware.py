@@ -20,6 +20,7 @@ from servicekit.context import (
     loggable_client_request_id,
     request_id_var,
 )
+from servicekit.logs import log_fields
 from servicekit.metrics import Metrics
 from servicekit.problems import problem_response, unavailable_response
 from servicekit.tracing import Tracing, trace_id_var
@@ -119,22 +120,24 @@ class ObservabilityMiddleware:
             duration = time.perf_counter() - start
             route = _route_template(scope)
             self.metrics.observe(route, scope["method"], status, duration)
-            access_log.log(
-                logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
-                "%s %s %d",
-                scope["method"],
-                route,
-                status,
-                extra={
-                    "method": scope["method"],
-                    "route": route,
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                    "client": (scope.get("client") or ("", 0))[0],
-                    **({"client_request_id": client_request_id} if client_request_id else {}),
-                },
-            )
+            level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+            if access_log.isEnabledFor(level):
+                method = scope["method"]
+                # Our handler gets the line without a LogRecord (servicekit.logs.log_fields).
+                log_fields(
+                    access_log,
+                    level,
+                    f"{method} {route} {status}",
+                    {
+                        "method": method,
+                        "route": route,
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 3),
+                        "client": (scope.get("client") or ("", 0))[0],
+                        **({"client_request_id": client_request_id} if client_request_id else {}),
+                    },
+                )
             request_id_var.reset(token)
             if tracing is not None:
                 tracing.end_server_span(span, span_token, scope["method"], route, status)

@@ -66,6 +66,11 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Log lines are written in batches at most this often (and at once for a WARNING or worse,
+    # at 64 KiB and at exit): one write per batch instead of one per line, like nginx's
+    # `access_log buffer= flush=`. A process killed without an exit (SIGKILL, OOM) loses at most
+    # this much of its log. 0 writes every line at once (servicekit.logs).
+    log_flush_seconds: float = Field(default=0.2, ge=0, le=5)
     version_name: str | None = None
     version_sha: str | None = None
     # Seconds /readyz reports "not ready" before the server stops accepting connections, so that

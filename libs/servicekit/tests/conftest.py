@@ -117,6 +117,9 @@ def make_settings(example: ModuleType, tmp_path: Path) -> Callable[..., Any]:
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'untouched.db'}",
             "version_name": "1.4.2",
             "version_sha": "abc123",
+            # The tests read the log as soon as a request is answered; the batched writing has
+            # tests of its own (test_log_batches.py).
+            "log_flush_seconds": 0,
             **overrides,
         }
         return example.ExampleSettings(**values)
