@@ -23,6 +23,8 @@ from typing import Any
 import uvicorn
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.logging import TRACE_LOG_LEVEL
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from servicekit.problems import problem_response
@@ -85,6 +87,15 @@ class _HeadersWithBody:
         return getattr(self._transport, name)
 
 
+def _address(info: Any) -> tuple[str, int | None] | None:
+    """A transport's "sockname" or "peername" as uvicorn's scope wants it."""
+    if isinstance(info, tuple | list):
+        return (str(info[0]), int(info[1]))
+    if isinstance(info, str):
+        return (info, None)
+    return None
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, counting the request line and headers as they are parsed,
     and writing each response's headers with its body (_HeadersWithBody)."""
@@ -102,6 +113,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _limits(self) -> RequestLimits:
         return self._request_limits
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # uvicorn 0.54's connection_made, with the addresses read from the transport's
+        # "sockname" and "peername" instead of the "socket" it asks for twice: under uvloop that
+        # builds a socket object for each connection (~12 of the ~16 µs the look-ups took,
+        # bench/README.md; a new connection per request pays it on every request). Same
+        # values: (host, port) for IPv4 and IPv6 (uvicorn's own fallback drops IPv6's
+        # 4-tuples), the path for a Unix socket; TLS only when the server was given a
+        # certificate (uvicorn's Config.is_ssl), as no other TLS reaches this protocol.
+        self.connections.add(self)
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        self.server = _address(transport.get_extra_info("sockname"))
+        peer = transport.get_extra_info("peername")
+        # A Unix socket's peer has no address: None, as uvicorn has it.
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple | list) else None
+        self.scheme = "https" if self.config.is_ssl else "http"
+        if self.logger.level <= TRACE_LOG_LEVEL:
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", prefix)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -121,13 +121,13 @@ class JsonLineHandler(logging.Handler):
         self._pending_chars = 0
         # False once closed: a line logged after the handler's close is written at once.
         self._buffering = flush_seconds > 0
-        self._closed = threading.Event()
+        self._stop_timer = threading.Event()
         if flush_seconds > 0:
             # The thread holds the handler weakly: a handler that configure_logging replaced
             # and nobody holds ends its thread at the next tick.
             threading.Thread(
                 target=_flush_every,
-                args=(weakref.ref(self), flush_seconds, self._closed),
+                args=(weakref.ref(self), flush_seconds, self._stop_timer),
                 name="log-flush",
                 daemon=True,
             ).start()
@@ -144,9 +144,7 @@ class JsonLineHandler(logging.Handler):
     def write_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
         """`logging.Logger.log(level, message, extra=fields)` as this handler would write it,
         without the LogRecord (log_fields decides when that is the same)."""
-        line = self.json.line(
-            time.time(), logging.getLevelName(level), logger, message, fields
-        )
+        line = self.json.line(time.time(), logging.getLevelName(level), logger, message, fields)
         with self.lock:  # type: ignore[union-attr]  # Handler.createLock made it
             self._add(line, urgent=level >= logging.WARNING)
 
@@ -174,7 +172,7 @@ class JsonLineHandler(logging.Handler):
             self._write_pending()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stop_timer.set()
         with self.lock:  # type: ignore[union-attr]
             self._buffering = False
             self._write_pending()
@@ -182,9 +180,9 @@ class JsonLineHandler(logging.Handler):
 
 
 def _flush_every(
-    handler_ref: weakref.ref[JsonLineHandler], seconds: float, closed: threading.Event
+    handler_ref: weakref.ref[JsonLineHandler], seconds: float, stop: threading.Event
 ) -> None:
-    while not closed.wait(seconds):
+    while not stop.wait(seconds):
         handler = handler_ref()
         if handler is None:
             return
@@ -215,7 +213,7 @@ def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[st
             else:
                 if record is None:
                     record = logger.makeRecord(
-                        logger.name, level, "(unknown file)", 0, message, None, None, extra=fields
+                        logger.name, level, "(unknown file)", 0, message, (), None, extra=fields
                     )
                 handler.handle(record)
         current = current.parent if current.propagate else None

@@ -1,0 +1,74 @@
+"""The kit's protocol reads a connection's addresses from the transport (BoundedHttpToolsProtocol
+.connection_made, cheaper than uvicorn's look-ups): the scope's client, server and scheme are
+what the socket says, under uvloop and asyncio, over IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+import uvicorn
+
+from servicekit.limits import LimitedConfig, RequestLimits
+
+
+async def echo(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = json.dumps(
+        {"client": scope["client"], "server": scope["server"], "scheme": scope["scheme"]}
+    ).encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_scope_has_the_sockets_addresses(loop: str, host: str) -> None:
+    if host == "::1" and not ipv6_available():
+        pytest.skip("no IPv6 loopback here")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family)
+    listener.bind((host, 0))
+    config = LimitedConfig(
+        echo, limits=RequestLimits(), log_config=None, access_log=False, loop=loop
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with socket.socket(family) as client:
+            client.connect(listener.getsockname()[:2])
+            client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+            mine, theirs = client.getsockname(), client.getpeername()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+    seen = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert seen == {
+        "client": [mine[0], mine[1]],
+        "server": [theirs[0], theirs[1]],
+        "scheme": "http",
+    }
