@@ -403,6 +403,10 @@ def build_services(
     # The scenarios exercise users, thoughts and the frontend; the tasks service is not benched.
     for service in (s for s in stack.services() if s.name != "tasks"):
         env = {**service.env, "WORKERS": str(workers), **extra_env}
+        # Production's log writing (lines in batches, servicekit.logs), not a local run's
+        # line-at-a-time, unless the run asks for a value (--env LOG_FLUSH_SECONDS=...).
+        if "LOG_FLUSH_SECONDS" not in extra_env:
+            env.pop("LOG_FLUSH_SECONDS", None)
         services[service.name] = Service(
             service.name, service.argv("serve"), env, service.port, work_dir / f"{service.name}.log"
         )

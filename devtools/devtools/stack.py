@@ -79,8 +79,14 @@ class Stack:
     def services(self) -> list[Service]:
         users_url = self.url(self.ports.users)
         thoughts_url = self.url(self.ports.thoughts)
-        # No load balancer in front of a local run: stop at once instead of draining.
-        common = {"HOST": self.host, "PYTHONUNBUFFERED": "1", "SHUTDOWN_DRAIN_SECONDS": "0"}
+        # No load balancer in front of a local run: stop at once instead of draining. Log lines
+        # written as they happen, not in batches: a person (or a test) reads them as they come.
+        common = {
+            "HOST": self.host,
+            "PYTHONUNBUFFERED": "1",
+            "SHUTDOWN_DRAIN_SECONDS": "0",
+            "LOG_FLUSH_SECONDS": "0",
+        }
         definitions = [
             Service(
                 "thoughts",

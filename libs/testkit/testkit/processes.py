@@ -68,7 +68,14 @@ class ServiceProcess:
         # The child writes through its own copy of the descriptor: ours is closed at once.
         with self.log_path.open("wb") as log_file:
             # No load balancer waits on a test's process: no drain, unless the test sets one.
-            env = {**os.environ, "SHUTDOWN_DRAIN_SECONDS": "0", **self.env}
+            # Tests read the log as soon as a request is answered: every line written at once,
+            # unless the test sets a flush interval (servicekit's test_log_batches.py does).
+            env = {
+                **os.environ,
+                "SHUTDOWN_DRAIN_SECONDS": "0",
+                "LOG_FLUSH_SECONDS": "0",
+                **self.env,
+            }
             self.process = subprocess.Popen(  # noqa: S603 - argv built by tests
                 self.argv, env=env, stdout=log_file, stderr=subprocess.STDOUT
             )
