@@ -1,6 +1,7 @@
 """The kit's protocol reads a connection's addresses from the transport (BoundedHttpToolsProtocol
 .connection_made, cheaper than uvicorn's look-ups): the scope's client, server and scheme are
-what the socket says, under uvloop and asyncio, over IPv4 and IPv6."""
+what the socket says, under uvloop and asyncio, over IPv4, IPv6 and a Unix socket (whose
+shape, (path, None), servicekit.proxy_headers relies on)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,36 @@ def test_the_scope_has_the_sockets_addresses(loop: str, host: str) -> None:
         "server": [theirs[0], theirs[1]],
         "scheme": "http",
     }
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_unix_socket_connection_has_the_path_as_server_and_no_client(
+    loop: str, tmp_path: Any
+) -> None:
+    # servicekit.proxy_headers tells a Unix socket's requests by this shape: (path, None).
+    path = str(tmp_path / "s.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    config = LimitedConfig(
+        echo, limits=RequestLimits(), log_config=None, access_log=False, loop=loop
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+    seen = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert seen == {"client": None, "server": [path, None], "scheme": "http"}
