@@ -94,7 +94,9 @@ DOCKER ?= /usr/bin/docker
 IMAGE_TAG ?= dev
 , := ,
 IMAGE_SERVICES := users thoughts frontend tasks
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0)
+# A tag gives the version; an untagged checkout takes the packages' own (a commit hash is not a
+# version: the frontend's start-up check of its dependencies' versions would refuse it).
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || sed -n 's/^version = "\(.*\)"/\1/p' services/users/pyproject.toml)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 ifeq ($(OFFLINE_BASE),1)
 export PYTHON_IMAGE ?= mythoughts-standin/python:3.11-slim-bookworm
