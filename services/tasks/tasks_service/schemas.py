@@ -59,8 +59,10 @@ def task_body_openapi() -> dict[str, Any]:
     """`openapi_extra` of the routes that read a TaskIn with `task_body`."""
     schema = TaskIn.model_json_schema()
     schema.pop("title", None)
+    # Some character that is neither whitespace nor NUL, and no NUL anywhere (`\S` alone would
+    # let one NUL through as the non-whitespace one: generated clients sent "\x00" and got 400).
     schema["properties"]["task"].update(
-        {"minLength": 1, "maxLength": TASK_MAX, "pattern": r"^[^\x00]*\S[^\x00]*$"}
+        {"minLength": 1, "maxLength": TASK_MAX, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
     )
     return {
         "requestBody": {
