@@ -37,14 +37,9 @@ def ipv6_available() -> bool:
         return False
 
 
-@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_the_scope_has_the_sockets_addresses(loop: str, host: str) -> None:
-    if host == "::1" and not ipv6_available():
-        pytest.skip("no IPv6 loopback here")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family)
-    listener.bind((host, 0))
+def ask(listener: socket.socket, loop: str) -> tuple[dict[str, Any], Any, Any]:
+    """Serves the echo app on the listener under the kit's protocol, sends it one request: the
+    scope it saw, and the client socket's own and peer addresses."""
     config = LimitedConfig(
         echo, limits=RequestLimits(), log_config=None, access_log=False, loop=loop
     )
@@ -55,8 +50,8 @@ def test_the_scope_has_the_sockets_addresses(loop: str, host: str) -> None:
         deadline = time.monotonic() + 10
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.01)
-        with socket.socket(family) as client:
-            client.connect(listener.getsockname()[:2])
+        with socket.socket(listener.family) as client:
+            client.connect(listener.getsockname())
             client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
             answer = b""
             while chunk := client.recv(65536):
@@ -66,8 +61,17 @@ def test_the_scope_has_the_sockets_addresses(loop: str, host: str) -> None:
         server.should_exit = True
         thread.join(10)
         listener.close()
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1]), mine, theirs
 
-    seen = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_scope_has_the_sockets_addresses(loop: str, host: str) -> None:
+    if host == "::1" and not ipv6_available():
+        pytest.skip("no IPv6 loopback here")
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.bind((host, 0))
+    seen, mine, theirs = ask(listener, loop)
     assert seen == {
         "client": [mine[0], mine[1]],
         "server": [theirs[0], theirs[1]],
@@ -83,26 +87,5 @@ def test_a_unix_socket_connection_has_the_path_as_server_and_no_client(
     path = str(tmp_path / "s.sock")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
-    config = LimitedConfig(
-        echo, limits=RequestLimits(), log_config=None, access_log=False, loop=loop
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with socket.socket(socket.AF_UNIX) as client:
-            client.connect(path)
-            client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := client.recv(65536):
-                answer += chunk
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
-
-    seen = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    seen, _, _ = ask(listener, loop)
     assert seen == {"client": None, "server": [path, None], "scheme": "http"}

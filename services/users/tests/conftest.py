@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from sqlalchemy import text
 
 from servicekit.db import Database
 from testkit import DatabaseFactory, StartedApps
+from users_service.accounts import create_user
 from users_service.main import MIGRATIONS_DIR, create_app
+from users_service.passwords import Passwords
 from users_service.settings import UsersSettings
 from users_service.signing import generate_key
 
@@ -124,3 +127,20 @@ async def insert_legacy_users(url: str, rows: list[tuple[str, str]]) -> None:
                 )
     finally:
         await database.dispose()
+
+
+def add_account(settings: UsersSettings, username: str, password: str) -> None:
+    """One account in the settings' database, hashed with the settings' argon2 parameters, before
+    a server process is started on it (the tests that measure a real server's logins)."""
+
+    async def add() -> None:
+        database = Database(settings.database_url)
+        passwords = Passwords(settings)
+        try:
+            async with database.sessionmaker() as session:
+                await create_user(session, passwords, username, password)
+        finally:
+            passwords.close()
+            await database.dispose()
+
+    asyncio.run(add())

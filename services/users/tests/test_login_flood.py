@@ -14,12 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from servicekit.db import Database
 from testkit import DatabaseFactory, ServiceProcess, free_port, python_module_argv
-from users_service.accounts import create_user
 from users_service.main import MIGRATIONS_DIR
-from users_service.passwords import Passwords
 from users_service.settings import UsersSettings
+
+from .conftest import add_account
 
 FLOOD = 64
 NAME, PASSWORD = "bruce", "correct horse battery staple"
@@ -52,18 +51,7 @@ def users_server(
         name.lower(): value for name, value in SERVER_ENV.items() if name.startswith("ARGON2")
     }
     settings = UsersSettings(database_url=database_url, jwt_keys_dir=keys_dir, **argon2)
-
-    async def add_account() -> None:
-        database = Database(database_url)
-        passwords = Passwords(settings)
-        try:
-            async with database.sessionmaker() as session:
-                await create_user(session, passwords, NAME, PASSWORD)
-        finally:
-            passwords.close()
-            await database.dispose()
-
-    asyncio.run(add_account())
+    add_account(settings, NAME, PASSWORD)
     port = free_port()
     server = ServiceProcess(
         name="users",

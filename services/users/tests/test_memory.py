@@ -13,13 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.db import Database
 from testkit import DatabaseFactory, ServiceProcess, free_port, python_module_argv
-from users_service.accounts import create_user
 from users_service.heap import is_glibc
 from users_service.main import MIGRATIONS_DIR
-from users_service.passwords import Passwords
 from users_service.settings import UsersSettings
+
+from .conftest import add_account
 
 pytestmark = pytest.mark.skipif(not is_glibc(), reason="glibc's malloc only (Linux)")
 
@@ -52,18 +51,7 @@ def database_url(database_factory: DatabaseFactory, keys_dir: Path) -> str:
     settings = UsersSettings(
         database_url=url, jwt_keys_dir=keys_dir, argon2_time_cost=1, argon2_memory_kib=1024
     )
-
-    async def add_account() -> None:
-        database = Database(url)
-        passwords = Passwords(settings)
-        try:
-            async with database.sessionmaker() as session:
-                await create_user(session, passwords, NAME, PASSWORD)
-        finally:
-            passwords.close()
-            await database.dispose()
-
-    asyncio.run(add_account())
+    add_account(settings, NAME, PASSWORD)
     return url
 
 
