@@ -75,6 +75,17 @@ def test_every_worker_serves_the_unix_socket_beside_the_tcp_port(
     assert httpx.get(f"{service.url}/items/7", timeout=10).status_code == 200
 
 
+def serve_socket_only(path: Path) -> subprocess.CompletedProcess[str]:
+    """A server on the Unix socket path alone, in a process of its own: how it ends."""
+    return subprocess.run(
+        [sys.executable, "-I", "-c", _SERVE_SOCKET_ONLY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_a_stale_socket_file_is_replaced_and_a_live_one_is_not(
     start_example: Callable[..., ServiceProcess], socket_dir: Path
 ) -> None:
@@ -86,13 +97,7 @@ def test_a_stale_socket_file_is_replaced_and_a_live_one_is_not(
     with over_socket(path) as client:
         assert client.get("/worker").json()["pid"] == service.process.pid  # type: ignore[union-attr]
 
-    second = subprocess.run(
-        [sys.executable, "-I", "-c", _SERVE_SOCKET_ONLY, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = serve_socket_only(path)
     assert second.returncode != 0
     assert "another server listens on it" in second.stderr
     with over_socket(path) as client:  # the first one's socket, untouched
@@ -102,13 +107,7 @@ def test_a_stale_socket_file_is_replaced_and_a_live_one_is_not(
 def test_a_file_that_is_not_a_socket_is_left_alone(socket_dir: Path) -> None:
     path = socket_dir / "example.sock"
     path.write_text("someone's data")
-    refused = subprocess.run(
-        [sys.executable, "-I", "-c", _SERVE_SOCKET_ONLY, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = serve_socket_only(path)
     assert refused.returncode != 0
     assert "exists and is not a socket" in refused.stderr
     assert path.read_text() == "someone's data"
