@@ -145,5 +145,9 @@ async def test_a_flood_from_one_address_holds_only_its_share_of_the_queue(
     assert status == 200
     assert overtaken <= OVERTAKEN_AT_MOST, (overtaken, flood.answers)
     # The address has PASSWORD_CHECKS_PER_CLIENT (2) checks in progress and the rest of its
-    # logins are refused at once (without the limit, all 64 would wait their turn).
-    assert flood.answers[503] >= FLOOD - 2
+    # logins are refused at once (without the limit, all 64 would wait their turn). A check
+    # that ended (401) while the flood was still arriving freed its place for the next login:
+    # on a slow machine the 64 requests take longer to arrive than one check. Without the
+    # limit none is refused (all 64 are checked, 401).
+    assert flood.answers[503] >= FLOOD - 2 - flood.answers[401], flood.answers
+    assert flood.answers[503] >= FLOOD // 2, flood.answers
