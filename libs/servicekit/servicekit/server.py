@@ -316,9 +316,18 @@ def serve(
             shared = (stack.enter_context(unix_listening_socket(unix_socket)),)
             log.info("listening on unix:%s", unix_socket)
         if workers > 1:
-            # Binding once here first fails fast, with a message, when a port is taken.
+            # The supervisor holds its ports for as long as it runs: bound in the workers'
+            # SO_REUSEPORT group but never listening, so it takes no connection. Any other
+            # server's bind of the port then fails, with a message, instead of joining the
+            # group: our other services set SO_REUSEPORT too, and one started on a port already
+            # served (or between a released probe and our workers' binds) silently took half
+            # its connections (a test's POST /task answered 404 by another service).
+            # A bind without SO_REUSEPORT first: it fails on any port already bound, by
+            # anyone (a bind with it would join another server's group).
             for probe in [listening_socket(host, p) for p in ports]:
                 probe.close()
+            for sock in [listening_socket(host, p, reuse_port=True) for p in ports]:
+                stack.callback(sock.close)
             exit_code = WorkerSupervisor(config, ports, workers, drain_seconds, shared).run()
             if exit_code:
                 raise SystemExit(exit_code)

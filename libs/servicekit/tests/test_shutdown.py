@@ -4,9 +4,13 @@ server keeps serving through the drain, in-flight requests finish, the process e
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -241,3 +245,26 @@ async def _wait_for_status(
             return response
         assert time.monotonic() < deadline, f"{path} still {response.status_code}"
         await asyncio.sleep(0.02)
+
+
+def test_a_second_server_on_a_served_port_fails_instead_of_sharing_it(
+    start_example: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    # Workers share their port through SO_REUSEPORT, and so does every service of ours: a second
+    # multi-worker server whose bind set it too would join the first one's group and take some
+    # of its connections. Its first bind is without SO_REUSEPORT, so it fails at once. (The
+    # first supervisor also holds its ports from that check until it stops, which closes the
+    # window before its workers bind; that window is not reproduced here.)
+    first = start_example(drain_seconds=0, workers=2)
+    second = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "run_example.py"), str(first.port), "0", "2"],
+        env={**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{first.port}" in second.stderr + second.stdout
+    with httpx.Client(base_url=first.url) as client:
+        assert client.get("/healthz").status_code == 200
