@@ -320,8 +320,8 @@ def serve(
             # SO_REUSEPORT group but never listening, so it takes no connection. Any other
             # server's bind of the port then fails, with a message, instead of joining the
             # group: our other services set SO_REUSEPORT too, and one started on a port already
-            # served (or between a released probe and our workers' binds) silently took half
-            # its connections (a test's POST /task answered 404 by another service).
+            # served (or between a released probe and our workers' binds) would silently take
+            # half its connections.
             # A bind without SO_REUSEPORT first: it fails on any port already bound, by
             # anyone (a bind with it would join another server's group).
             for probe in [listening_socket(host, p) for p in ports]:
