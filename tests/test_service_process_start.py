@@ -67,16 +67,3 @@ def test_the_wait_is_generous_by_default_and_refuses_nonsense(
     monkeypatch.setenv("TEST_SERVICE_START_SECONDS", "soon")
     with pytest.raises(ValueError, match="TEST_SERVICE_START_SECONDS='soon'"):
         start_seconds()
-
-
-def test_free_port_never_gives_a_port_twice_and_keeps_to_its_workers_share(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # bind(0) may hand a released port out again: two services of one system given one port,
-    # and a test's requests reach the wrong one.
-    ports = [free_port() for _ in range(500)]
-    assert len(set(ports)) == len(ports)
-    # Under pytest-xdist each worker keeps to its share, so two workers never collide.
-    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw2")
-    assert all(free_port() % 3 == 2 for _ in range(100))

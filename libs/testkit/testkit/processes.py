@@ -36,28 +36,11 @@ def start_seconds() -> float:
     return seconds
 
 
-# Ports this process has handed out (free_port).
-_given: set[int] = set()
-
-
 def free_port() -> int:
-    """A port nobody listens on, never one this process handed out before, and under
-    pytest-xdist one of this worker's share of the ports (port % workers == its number).
-
-    bind(0) picks a port at random and may pick a released one again: two services started
-    together could be given one port, the second then fails to bind it while the first answers
-    its /healthz, and a test's requests reach the wrong service (suspected in a CI run where
-    POST /task was answered 404 by another service)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    mine = int(worker) % workers if worker.isdigit() else 0
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port % workers == mine and port not in _given:
-            _given.add(port)
-            return port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass
