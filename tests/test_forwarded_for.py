@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testkit import DatabaseFactory, ServiceProcess, free_port, need
+from testkit import DatabaseFactory, ProcessGroup, ServiceProcess, free_port, need
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "libs/servicekit/tests"
@@ -30,24 +30,17 @@ SPOOFED = "203.0.113.66"
 def start_example(
     database_factory: DatabaseFactory, tmp_path: Path
 ) -> Iterator[Callable[..., ServiceProcess]]:
-    processes: list[ServiceProcess] = []
+    group = ProcessGroup("example", tmp_path)
     database_url = database_factory.fresh("sqlite", EXAMPLE / "example_migrations")
 
     def start(**env: str) -> ServiceProcess:
-        port = free_port()
-        process = ServiceProcess(
-            name="example",
-            argv=[sys.executable, str(EXAMPLE / "run_example.py"), str(port), "0"],
-            env={"DATABASE_URL": database_url, "PYTHONPATH": str(EXAMPLE), **env},
-            port=port,
-            log_path=tmp_path / f"example-{port}.log",
+        return group.start(
+            lambda port: [sys.executable, str(EXAMPLE / "run_example.py"), str(port), "0"],
+            {"DATABASE_URL": database_url, "PYTHONPATH": str(EXAMPLE), **env},
         )
-        processes.append(process)
-        return process.start()
 
     yield start
-    for process in processes:
-        process.stop()
+    group.stop_all()
 
 
 def whoami(url: str, **headers: str) -> str:

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from servicekit.lifecycle import reset_for_tests
 from servicekit.logs import JsonFormatter
 from servicekit.settings import ServiceSettings
-from testkit import DatabaseFactory, ServiceProcess, StartedApps, free_port
+from testkit import DatabaseFactory, ProcessGroup, ServiceProcess, StartedApps
 
 HERE = Path(__file__).resolve().parent
 # Loggers that configure_logging() changes besides the root logger.
@@ -131,23 +131,14 @@ def make_settings(example: ModuleType, tmp_path: Path) -> Callable[..., Any]:
 def example_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """`example_process(*args, env=...)`: run_example.py (servicekit.server.serve) as a real
     server process on a free port, `args` after the port; stopped at the test's end."""
-    processes: list[ServiceProcess] = []
+    group = ProcessGroup("example", tmp_path)
+    script = str(Path(__file__).parent / "run_example.py")
 
     def start(*args: str, env: dict[str, str]) -> ServiceProcess:
-        port = free_port()
-        process = ServiceProcess(
-            name="example",
-            argv=[sys.executable, str(Path(__file__).parent / "run_example.py"), str(port), *args],
-            env=env,
-            port=port,
-            log_path=tmp_path / f"example-{port}.log",
-        )
-        processes.append(process)
-        return process.start()
+        return group.start(lambda port: [sys.executable, script, str(port), *args], env)
 
     yield start
-    for process in processes:
-        process.stop()
+    group.stop_all()
 
 
 @pytest.fixture

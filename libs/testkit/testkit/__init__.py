@@ -16,12 +16,13 @@ from testkit.databases import (
     need,
     postgres_available,
 )
-from testkit.processes import ServiceProcess, free_port, python_module_argv
+from testkit.processes import ProcessGroup, ServiceProcess, free_port, python_module_argv
 
 __all__ = [
     "BACKENDS",
     "POSTGRES_ADMIN_URL",
     "DatabaseFactory",
+    "ProcessGroup",
     "ServiceProcess",
     "StartedApps",
     "free_port",

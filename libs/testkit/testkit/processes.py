@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,3 +133,30 @@ class ServiceProcess:
 
 def python_module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+class ProcessGroup:
+    """The service processes one test starts, each on a free port with its log in `log_dir`,
+    stopped together by `stop_all()` (the fixture's teardown)."""
+
+    def __init__(self, name: str, log_dir: Path) -> None:
+        self.name = name
+        self.log_dir = log_dir
+        self.processes: list[ServiceProcess] = []
+
+    def start(self, argv: Callable[[int], list[str]], env: dict[str, str]) -> ServiceProcess:
+        """Starts `argv(port)` on a free port and waits until it answers (ServiceProcess.start)."""
+        port = free_port()
+        process = ServiceProcess(
+            name=self.name,
+            argv=argv(port),
+            env=env,
+            port=port,
+            log_path=self.log_dir / f"{self.name}-{port}.log",
+        )
+        self.processes.append(process)
+        return process.start()
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
