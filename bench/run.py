@@ -53,6 +53,7 @@ from openloop import OpenLoopResult, Request, new_event_loop, run_open_loop
 
 from devtools.stack import Ports, Stack
 from devtools.synthetic_thoughts import COMMON_WORD, RARE_EVERY, RARE_WORD
+from servicekit.settings import ServiceSettings
 from testkit import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,8 @@ RESULTS_DIR = BENCH_DIR / "results"
 # seconds pass after a warm-up before the measured run, and after the last scenario before the
 # workers' memory is read (bench/gateway.py: before each run, as both paths share the servers).
 SETTLE_SECONDS = 2.0
+# What a service runs with when nothing sets LOG_FLUSH_SECONDS (servicekit.settings).
+PRODUCTION_LOG_FLUSH_SECONDS = str(ServiceSettings.model_fields["log_flush_seconds"].default)
 PASSWORD = "bench-password"  # noqa: S105 - the generated accounts' password (local only)
 WRITER = "bench-writer"  # the account that posts during "create thought"; its rows are removed
 POSTGRES_BASE = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -402,11 +405,15 @@ def build_services(
     services = {}
     # The scenarios exercise users, thoughts and the frontend; the tasks service is not benched.
     for service in (s for s in stack.services() if s.name != "tasks"):
-        env = {**service.env, "WORKERS": str(workers), **extra_env}
-        # Production's log writing (lines in batches, servicekit.logs), not a local run's
-        # line-at-a-time, unless the run asks for a value (--env LOG_FLUSH_SECONDS=...).
-        if "LOG_FLUSH_SECONDS" not in extra_env:
-            env.pop("LOG_FLUSH_SECONDS", None)
+        # Production's log writing (lines in batches, servicekit.logs), not the line-at-a-time
+        # of a local run's stack and of testkit's processes, unless the run asks for a value
+        # (--env LOG_FLUSH_SECONDS=...).
+        env = {
+            **service.env,
+            "WORKERS": str(workers),
+            "LOG_FLUSH_SECONDS": PRODUCTION_LOG_FLUSH_SECONDS,
+            **extra_env,
+        }
         services[service.name] = Service(
             service.name, service.argv("serve"), env, service.port, work_dir / f"{service.name}.log"
         )

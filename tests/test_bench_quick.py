@@ -8,6 +8,7 @@ they mean nothing on a loaded CI machine. The real runs are `make bench DB=...` 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -109,3 +110,20 @@ def test_quick_benchmark_runs_every_scenario_without_a_failed_request(tmp_path: 
     assert report["database_version"]
     # The table the README quotes is printed too.
     assert "of healthz" in output
+
+
+def test_the_benchmarks_services_write_logs_as_production_does(tmp_path: Path) -> None:
+    # A local run's stack and testkit's processes write every line at once; the benchmark
+    # measures production's batches (until this test, it measured line-at-a-time writes).
+    # The benchmark's modules import each other by name from bench/, as when run as scripts.
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        run = importlib.import_module("run")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    services = run.build_services(run.Databases("sqlite", tmp_path), tmp_path, 2, {})
+    assert {s.env["LOG_FLUSH_SECONDS"] for s in services.values()} == {"0.2"}
+    asked = run.build_services(
+        run.Databases("sqlite", tmp_path), tmp_path, 2, {"LOG_FLUSH_SECONDS": "0"}
+    )
+    assert {s.env["LOG_FLUSH_SECONDS"] for s in asked.values()} == {"0"}
