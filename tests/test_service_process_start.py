@@ -5,6 +5,7 @@ process printed."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from testkit import ServiceProcess, free_port
-from testkit.processes import DEFAULT_START_SECONDS, start_seconds
+from testkit.processes import (
+    DEFAULT_START_SECONDS,
+    PortPicker,
+    ephemeral_range,
+    port_slice,
+    start_seconds,
+)
 
 
 def process(tmp_path: Path, code: str) -> ServiceProcess:
@@ -67,3 +74,37 @@ def test_the_wait_is_generous_by_default_and_refuses_nonsense(
     monkeypatch.setenv("TEST_SERVICE_START_SECONDS", "soon")
     with pytest.raises(ValueError, match="TEST_SERVICE_START_SECONDS='soon'"):
         start_seconds()
+
+
+def test_free_ports_come_from_below_the_ephemeral_range_one_slice_per_test_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    slices = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        slices.append(port_slice())
+
+    assert set(slices[0]).isdisjoint(slices[1])
+    assert min(slices[0]) >= 1024
+    assert max(slices[1]) < ephemeral_range()[0]  # where bind(0) and connect() take theirs
+
+
+def test_a_picker_hands_out_every_port_of_its_slice_once_and_skips_a_bound_one() -> None:
+    ports = sorted(free_port() for _ in range(8))  # free now, and never handed out again
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", ports[3]))
+        taken.listen()
+        picker = PortPicker(ports)
+        handed = [picker() for _ in range(7)]
+
+    assert sorted(handed) == [port for port in ports if port != ports[3]]
+
+
+def test_a_picker_with_nothing_free_says_so() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"no free port in {port}-{port}"):
+            PortPicker(range(port, port + 1))()

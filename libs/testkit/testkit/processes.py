@@ -3,12 +3,14 @@ run`, on a free port, waited for until they answer."""
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +39,74 @@ def start_seconds() -> float:
     return seconds
 
 
-def free_port() -> int:
+# How many ports below the kernel's ephemeral range free_port hands out from.
+PORT_POOL_SIZE = 10_000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """Linux's range for bind(0) and outgoing connections (32768-60999 by default)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except OSError:
+        return 32768, 60999
+    return int(low), int(high)
+
+
+def port_slice() -> range:
+    """This process's share of the pool below the ephemeral range: under pytest-xdist each
+    worker (PYTEST_XDIST_WORKER gwN of PYTEST_XDIST_WORKER_COUNT) its own, else all of it."""
+    top = ephemeral_range()[0]
+    pool = range(max(1024, top - PORT_POOL_SIZE), top)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = len(pool) // workers
+    return range(pool.start + worker * size, pool.start + (worker + 1) * size)
+
+
+class PortPicker:
+    """Hands out ports of `ports` in turn from a random start, each one only if nothing is bound
+    to it now, and none twice until the whole slice has been handed out.
+
+    Not bind(0): the kernel may hand a port it gave out a moment ago to the next caller, in
+    another test worker, before the first caller's service listens on it. The second service
+    then fails to bind and exits, but the first one answers its start-up /healthz (the likely
+    cause of a CI run's POST /task answered 404 by another test's service). Below the ephemeral range no bind(0)
+    and no outgoing connection takes a port, and the workers' slices do not overlap. (A filter
+    on bind(0)'s ports by worker cannot work: Linux gives bind(0) odd ports only.)"""
+
+    def __init__(self, ports: Sequence[int]) -> None:
+        self.ports = ports
+        self.next = random.randrange(len(ports))  # noqa: S311 - spreads concurrent test sessions
+
+    def __call__(self) -> int:
+        for _ in range(len(self.ports)):
+            port = self.ports[self.next]
+            self.next = (self.next + 1) % len(self.ports)
+            if _bindable(port):
+                return port
+        raise RuntimeError(f"no free port in {self.ports[0]}-{self.ports[-1]}")
+
+
+def _bindable(port: int) -> bool:
+    """Whether a socket without SO_REUSEADDR can bind the port: nothing listens on it, nothing
+    is connected from it and no closed connection lingers on it (TIME_WAIT)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@functools.cache
+def _picker() -> PortPicker:
+    return PortPicker(port_slice())
+
+
+def free_port() -> int:
+    """A port nothing is bound to, handed to no other caller of this test session (PortPicker
+    says why)."""
+    return _picker()()
 
 
 @dataclass
