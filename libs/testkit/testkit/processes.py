@@ -70,9 +70,10 @@ class PortPicker:
     Not bind(0): the kernel may hand a port it gave out a moment ago to the next caller, in
     another test worker, before the first caller's service listens on it. The second service
     then fails to bind and exits, but the first one answers its start-up /healthz (the likely
-    cause of a CI run's POST /task answered 404 by another test's service). Below the ephemeral range no bind(0)
-    and no outgoing connection takes a port, and the workers' slices do not overlap. (A filter
-    on bind(0)'s ports by worker cannot work: Linux gives bind(0) odd ports only.)"""
+    cause of a CI run's POST /task answered 404 by another test's service). Below the ephemeral
+    range no bind(0) and no outgoing connection takes a port, and the workers' slices do not
+    overlap. (A filter on bind(0)'s ports by worker cannot work: Linux gives bind(0) odd ports
+    only.)"""
 
     def __init__(self, ports: Sequence[int]) -> None:
         self.ports = ports
