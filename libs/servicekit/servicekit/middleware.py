@@ -42,6 +42,12 @@ QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        # A route matched, but only FastAPI's own routes put themselves in the scope: a plain
+        # Starlette route (FastAPI's documentation pages) leaves its endpoint alone, so look it
+        # up by that (only for those hand-opened pages; never the raw path, which is unbounded).
+        routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
+        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(path) if path else "unmatched"
 

@@ -62,6 +62,20 @@ async def test_unmatched_paths_share_one_route_label(client: httpx.AsyncClient) 
     assert not [key for key in counts if "scan" in key[0]]
 
 
+async def test_the_documentation_pages_are_labelled_by_their_route(
+    client: httpx.AsyncClient,
+) -> None:
+    # FastAPI's own pages are plain Starlette routes, which do not put themselves in the scope.
+    assert (await client.get("/openapi.json")).status_code == 200
+    assert (await client.get("/docs")).status_code == 200
+
+    counts = (await scrape(client))["http_requests_total"]
+
+    assert counts[("/openapi.json", "GET", "200")] == 1.0
+    assert counts[("/docs", "GET", "200")] == 1.0
+    assert ("unmatched", "GET", "200") not in counts
+
+
 async def test_unknown_methods_are_labelled_other(client: httpx.AsyncClient) -> None:
     for method in ("PROPFIND", "BREW", "MKCOL"):
         assert (await client.request(method, "/items/1")).status_code == 405
