@@ -73,7 +73,7 @@ class PortPicker:
     cause of a CI run's POST /task answered 404 by another test's service). Below the ephemeral
     range no bind(0) and no outgoing connection takes a port, and the workers' slices do not
     overlap. (A filter on bind(0)'s ports by worker cannot work: Linux gives bind(0) odd ports
-    only.)"""
+    while it has any free, so a worker filtering for even ones waits forever.)"""
 
     def __init__(self, ports: Sequence[int]) -> None:
         self.ports = ports
