@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from openloop_timeline import episodes
+
 FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
@@ -112,11 +114,11 @@ def procs_loop(prefix: str) -> None:
             time.sleep(0.25)
             now = time.monotonic()
             current = proc_times()
-            busy = {
-                f"{command}/{pid}": round((cpu - previous.get(pid, (0.0, ""))[0]) * 1000)
+            grown = {
+                f"{command}/{pid}": cpu - previous.get(pid, (0.0, ""))[0]
                 for pid, (cpu, command) in current.items()
-                if cpu - previous.get(pid, (0.0, ""))[0] >= 0.005
             }
+            busy = {name: round(s * 1000) for name, s in grown.items() if s >= 0.005}
             out.write(json.dumps({"t": now, "busy_ms": busy}) + "\n")
             previous = current
 
@@ -168,9 +170,6 @@ def steal_jiffies(first: dict[str, Any], last: dict[str, Any]) -> list[tuple[int
 
 
 def report(prefix: str, files: list[Path], slow_ms: float, margin: float) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from openloop_timeline import episodes
-
     stats = load_lines(f"{prefix}.stat")
     procs = load_lines(f"{prefix}.procs")
     hiccups = []

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from openloop import percentile
+
 SLOW_MS = 20.0
 _INSERT = (
     "INSERT INTO thoughts (username, text, search_text, timestamp) "
@@ -39,16 +41,13 @@ class Measured:
     setting: str
     durations_ms: list[float]
 
-    def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.durations_ms)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
     def line(self) -> str:
-        slow = sum(1 for d in self.durations_ms if d > SLOW_MS)
+        durations = self.durations_ms
+        slow = sum(1 for d in durations if d > SLOW_MS)
         return (
-            f"{self.setting:<16} posts {len(self.durations_ms):>6}  "
-            f"p50 {self.percentile(0.5):6.2f}  p99 {self.percentile(0.99):6.2f}  "
-            f"p99.9 {self.percentile(0.999):6.2f}  max {max(self.durations_ms):7.2f} ms  "
+            f"{self.setting:<16} posts {len(durations):>6}  "
+            f"p50 {percentile(durations, 0.5):6.2f}  p99 {percentile(durations, 0.99):6.2f}  "
+            f"p99.9 {percentile(durations, 0.999):6.2f}  max {max(durations):7.2f} ms  "
             f"over {SLOW_MS:g} ms: {slow:>4}  total {sum(self.durations_ms) / 1000:6.2f} s"
         )
 
