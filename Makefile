@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := libs/servicekit libs/auth libs/testkit services/users services/thoughts services/frontend services/tasks devtools
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: run test lint typecheck pytest venv migrate clean bench checkov book-reference
+.PHONY: run test lint typecheck pytest venv clean bench checkov book-reference
 
 venv: $(STAMP)
 
