@@ -140,8 +140,12 @@ push-images:
 # in the dev requirements); a machine with the Docker CLI plugin may use `docker compose` alike.
 COMPOSE ?= $(BIN)/docker-compose
 
+# The folder compose.yaml reads the secrets from (its COMPOSE_SECRETS_DIR, same default), so that
+# a moved folder is also the one the secrets are generated into.
+COMPOSE_SECRETS_DIR ?= var/compose-secrets
+
 compose-secrets:
-	deploy/compose/secrets.sh var/compose-secrets
+	deploy/compose/secrets.sh $(COMPOSE_SECRETS_DIR)
 
 compose-up: compose-secrets $(STAMP)
 	$(COMPOSE) up --wait --no-build

@@ -4,6 +4,7 @@ admin token, which the first `make compose-up` generates into a git-ignored file
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import subprocess
@@ -41,9 +42,30 @@ def test_compose_up_generates_the_token_first() -> None:
     up = re.search(r"^compose-up:(.*)$", makefile, re.M)
     assert up
     assert "compose-secrets" in up.group(1).split()
-    secrets = re.search(r"^compose-secrets:.*\n\t(.*)$", makefile, re.M)
-    assert secrets
-    assert secrets.group(1).strip() == "deploy/compose/secrets.sh var/compose-secrets"
+
+
+def _compose_secrets_recipe(*make_args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "COMPOSE_SECRETS_DIR"}
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-C", str(ROOT), "compose-secrets", *make_args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dry_run.stdout.strip()
+
+
+def test_compose_secrets_writes_where_compose_reads() -> None:
+    """compose.yaml reads the secrets from COMPOSE_SECRETS_DIR (README: it "moves the secrets"),
+    so `make compose-up` must generate them there too, not always into var/compose-secrets."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert compose["secrets"]["admin_token"]["file"] == (
+        "${COMPOSE_SECRETS_DIR:-./var/compose-secrets}/admin_token"
+    )
+    assert _compose_secrets_recipe() == "deploy/compose/secrets.sh var/compose-secrets"
+    moved = _compose_secrets_recipe("COMPOSE_SECRETS_DIR=/tmp/elsewhere")
+    assert moved == "deploy/compose/secrets.sh /tmp/elsewhere"
 
 
 def test_the_token_is_generated_once_long_and_git_ignored(tmp_path: Path) -> None:
