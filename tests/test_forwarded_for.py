@@ -12,18 +12,32 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from testkit import DatabaseFactory, ProcessGroup, ServiceProcess, free_port, need
+from frontend_service.main import create_app as create_frontend
+from frontend_service.settings import FrontendSettings
+from testkit import (
+    DatabaseFactory,
+    ProcessGroup,
+    ServiceProcess,
+    StartedApps,
+    free_port,
+    need,
+    python_module_argv,
+)
+from users_service.main import MIGRATIONS_DIR as USERS_MIGRATIONS
+from users_service.signing import generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "libs/servicekit/tests"
 HAPROXY_CONFIG = ROOT / "deploy/gateway/haproxy.cfg"
 SPOOFED = "203.0.113.66"
+VISITOR = "198.51.100.23"
 
 
 @pytest.fixture
@@ -135,3 +149,83 @@ def test_through_the_unix_socket_the_gateway_is_believed_and_tcp_peers_are_not(
             assert direct.json()["client"] == "127.0.0.2"  # its own address, not the header's
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def users_on_a_socket(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> Iterator[tuple[ServiceProcess, Path]]:
+    """A users process that also listens on a Unix socket and believes no TCP peer's header
+    (FORWARDED_ALLOW_IPS names none here), as compose runs it; and its socket."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    generate_key(keys, "test-key-1")
+    folder = Path(tempfile.mkdtemp(prefix="uds-", dir="/tmp"))  # a path short enough to bind
+    port = free_port()
+    users = ServiceProcess(
+        name="users",
+        argv=python_module_argv("users_service", "serve"),
+        env={
+            "PORT": str(port),
+            "DATABASE_URL": database_factory.fresh("sqlite", USERS_MIGRATIONS),
+            "JWT_KEYS_DIR": str(keys),
+            "UNIX_SOCKET": str(folder / "users.sock"),
+            "FORWARDED_ALLOW_IPS": "10.255.0.1",
+            "LOGIN_MAX_FAILURES_PER_USERNAME": "3",
+        },
+        port=port,
+        log_path=tmp_path / "users.log",
+    )
+    users.start()
+    try:
+        yield users, folder / "users.sock"
+    finally:
+        users.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_the_frontend_hands_the_visitors_address_to_users_over_its_socket_only(
+    users_on_a_socket: tuple[ServiceProcess, Path], started_apps: StartedApps
+) -> None:
+    """Compose's shape for the frontend's calls to users (USERS_UNIX_SOCKETS): users counts
+    failed logins per visitor address, which it takes from the frontend's X-Forwarded-For over
+    its Unix socket, and from no TCP peer. Before, compose's users believed the header from any
+    TCP peer: another container, or any process of the host through users' published port,
+    could pick the address it was counted as."""
+    users, socket = users_on_a_socket
+    settings = FrontendSettings(
+        # Resolves nowhere: every call must go over the socket.
+        users_url="http://users.invalid:8001",
+        users_unix_sockets=str(socket),
+        thoughts_url="http://thoughts.invalid:8000",
+        cookie_secure=False,
+        secret_key="test-secret-key-that-is-long-enough-0123456789",
+        dependencies="",
+    )
+    name, password = f"visitor-{uuid.uuid4().hex[:8]}", "correct horse battery"
+    async with httpx.AsyncClient(base_url=users.url, timeout=10) as api:
+        created = await api.post("/admin/users/", json={"username": name, "password": password})
+        assert created.status_code == 201, created.text
+        site = await started_apps.client(
+            create_frontend(settings),
+            base_url="http://frontend.test",
+            client_address=(VISITOR, 4321),
+        )
+
+        async def log_in(secret: str) -> httpx.Response:
+            page = await site.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert token, page.text
+            form = {"username": name, "password": secret, "csrf_token": token.group(1)}
+            return await site.post("/login", data=form)
+
+        assert [(await log_in("wrong")).status_code for _ in range(3)] == [400, 400, 400]
+        throttled = await log_in(password)
+        assert throttled.status_code == 429, throttled.text  # the visitor's address counted
+        # Over TCP the header is not believed: this caller is 127.0.0.1, with no failures.
+        direct = await api.post(
+            "/api/login/",
+            json={"username": name, "password": password},
+            headers={"X-Forwarded-For": VISITOR},
+        )
+        assert direct.status_code == 200, direct.text

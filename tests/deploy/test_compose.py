@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -132,6 +133,50 @@ def test_log_in_post_search_and_delete_through_the_gateway(system: System) -> No
         deleted = client.delete(f"/api/me/thoughts/{thought['id']}/", headers=auth)
         assert deleted.status_code == 204
         assert client.get(f"/api/thoughts/{thought['id']}/").status_code == 404
+
+
+def test_the_site_logs_in_through_the_gateway_over_the_backends_sockets(system: System) -> None:
+    """The frontend calls users and thoughts over their replicas' Unix sockets (compose's
+    USERS_UNIX_SOCKETS and THOUGHTS_UNIX_SOCKETS): a form login and the home page after it."""
+    with httpx.Client(base_url=GATEWAY, timeout=10) as site:
+        page = site.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        form = {"username": "bruce", "password": "bruce", "csrf_token": token.group(1)}
+        assert site.post("/login", data=form).status_code == 303
+        home = site.get("/")
+        assert home.status_code == 200
+        assert "bruce" in home.text
+
+
+def test_users_believes_no_forwarded_address_from_its_published_port(system: System) -> None:
+    """Users counts failed logins per (account, address). A caller that could name its address
+    in X-Forwarded-For would get a fresh count with each guess; over TCP none is believed, so
+    the guesses count as the one address they came from, and the last is throttled."""
+    users = f"http://127.0.0.1:{PORTS['USERS_PORT']}"
+    admin = (Path(system.env["COMPOSE_SECRETS_DIR"]) / "admin_token").read_text().strip()
+    name, password = f"guessed-{uuid.uuid4().hex[:8]}", "correct horse battery"
+    created = httpx.post(
+        f"{users}/admin/users/",
+        json={"username": name, "password": password},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    with httpx.Client(base_url=users, timeout=10) as client:
+        for n in range(1, 6):  # LOGIN_MAX_FAILURES_PER_USERNAME: 5 per (account, address)
+            guess = client.post(
+                "/api/login/",
+                json={"username": name, "password": "wrong"},
+                headers={"X-Forwarded-For": f"198.51.100.{n}"},
+            )
+            assert guess.status_code == 401, guess.text
+        last = client.post(
+            "/api/login/",
+            json={"username": name, "password": password},
+            headers={"X-Forwarded-For": "198.51.100.6"},
+        )
+    assert last.status_code == 429, last.text
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
-"""compose.yaml's gateway hop (no Docker needed; tests/deploy/test_compose.py runs it): the
+"""compose.yaml's Unix sockets (no Docker needed; tests/deploy/test_compose.py runs them): the
 gateway reaches every replica over that replica's own Unix socket in the shared volume, which
-only the services' user and group may enter, and the gateway is given that group."""
+only the services' user and group may enter, and the gateway is given that group; the frontend
+reaches users and thoughts the same way, and no service believes a TCP peer's X-Forwarded-For."""
 
 from __future__ import annotations
 
@@ -57,3 +58,21 @@ def test_the_tcp_override_names_every_gateway_server() -> None:
     assert set(addresses) == set(REPLICAS)
     for variable, replica in REPLICAS.items():
         assert addresses[variable].startswith(f"{replica.removesuffix('-2')}-"), variable
+
+
+def test_the_frontend_calls_users_and_thoughts_over_both_replicas_sockets() -> None:
+    services = _compose()["services"]
+    for frontend in ("frontend", "frontend-2"):
+        environment = services[frontend]["environment"]
+        assert _mounts_sockets(services[frontend]), frontend
+        for backend in ("users", "thoughts"):
+            paths = environment[f"{backend.upper()}_UNIX_SOCKETS"].split(",")
+            replicas = [services[backend], services[f"{backend}-2"]]
+            assert paths == [replica["environment"]["UNIX_SOCKET"] for replica in replicas]
+
+
+def test_no_service_believes_a_tcp_peers_forwarded_address() -> None:
+    """Users counts failed logins per visitor address: believed from its socket's peers only
+    (the gateway, the frontend), never from another container or the host's published port."""
+    for name, service in _compose()["services"].items():
+        assert "FORWARDED_ALLOW_IPS" not in service.get("environment", {}), name

@@ -20,13 +20,18 @@ small fixes. It keeps what the kit's client gives:
 It speaks only what our services answer: HTTP/1.1 (over TLS for an `https://` base URL, with
 the kit's CA bundle), no redirects followed, no HEAD, bodies delimited by Content-Length or
 chunked, parsed by httptools (the parser uvicorn serves with).
+
+Given `unix_sockets` (the origin's replicas' sockets, servicekit.server's `UNIX_SOCKET`), it
+connects there instead of to the URL's host, which then only names the origin (Host header,
+logs, metrics). Compose calls the users service this way: users believes the visitor's address
+in X-Forwarded-For from a peer on its socket and from no TCP peer (servicekit.proxy_headers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
@@ -198,10 +203,13 @@ class PooledHttpClient:
         max_connections: int = 100,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        unix_sockets: Sequence[str] = (),
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{base_url!r}: an http:// or https:// URL with a host is needed")
+        if unix_sockets and parts.scheme == "https":
+            raise ValueError(f"{base_url!r}: Unix sockets are for plain http:// only")
         self.base_url = base_url.rstrip("/")
         self.dependency = dependency
         self._tls = parts.scheme == "https"
@@ -217,6 +225,8 @@ class PooledHttpClient:
         self._tracing = tracing
         self._idle: list[_Connection] = []
         self._slots: asyncio.Semaphore | None = None
+        self._unix_sockets = tuple(unix_sockets)
+        self._next_socket = 0
 
     async def request(
         self,
@@ -344,6 +354,8 @@ class PooledHttpClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + self.connect_seconds)):
+                if self._unix_sockets:
+                    return await self._open_unix(loop)
                 _, connection = await loop.create_connection(
                     _Connection,
                     self._host,
@@ -355,6 +367,24 @@ class PooledHttpClient:
         except OSError as exc:
             raise ConnectFailed(type(exc).__name__) from None
         return connection
+
+    async def _open_unix(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        """A connection to the next socket in turn, so that the replicas share the connections
+        (as DNS's addresses share them over TCP); a socket that refuses (its replica is down or
+        restarting) passes the turn to the next. The last error if none accepts."""
+        start = self._next_socket
+        self._next_socket = (start + 1) % len(self._unix_sockets)
+        error: OSError | None = None
+        for offset in range(len(self._unix_sockets)):
+            path = self._unix_sockets[(start + offset) % len(self._unix_sockets)]
+            try:
+                _, connection = await loop.create_unix_connection(_Connection, path)
+            except OSError as exc:
+                error = exc
+            else:
+                return connection
+        assert error is not None
+        raise error
 
     @staticmethod
     def _discard(connection: _Connection) -> None:

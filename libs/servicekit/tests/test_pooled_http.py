@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,6 +88,23 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
     async def start(*answers: Answer | str) -> ScriptedServer:
         scripted = ScriptedServer(list(answers))
         scripted.server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
+        servers.append(scripted)
+        return scripted
+
+    yield start
+    for scripted in servers:
+        assert scripted.server is not None
+        scripted.server.close()
+
+
+@pytest.fixture
+async def serve_unix(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """ScriptedServers on Unix sockets in tmp_path: start(name, *answers)."""
+    servers: list[ScriptedServer] = []
+
+    async def start(name: str, *answers: Answer | str) -> ScriptedServer:
+        scripted = ScriptedServer(list(answers))
+        scripted.server = await asyncio.start_unix_server(scripted.handle, tmp_path / name)
         servers.append(scripted)
         return scripted
 
@@ -216,3 +234,43 @@ async def test_request_id_metrics_and_traceparent_go_with_each_call(
 def test_only_http_urls_are_accepted() -> None:
     with pytest.raises(ValueError, match="http"):
         PooledHttpClient("ftp://thoughts", dependency="thoughts")
+
+
+async def test_over_unix_sockets_new_connections_take_the_replicas_in_turn(
+    serve_unix: Any, tmp_path: Path
+) -> None:
+    # "close": every call needs a new connection, so each shows which socket it went to.
+    one = await serve_unix("one.sock", (200, ["close"], b"one"))
+    two = await serve_unix("two.sock", (200, ["close"], b"two"))
+    http = client(
+        "http://users:8001", unix_sockets=[str(tmp_path / "one.sock"), str(tmp_path / "two.sock")]
+    )
+    bodies = [(await http.request("GET", "/api/users/x/")).content for _ in range(4)]
+    await http.aclose()
+    assert bodies == [b"one", b"two", b"one", b"two"]
+    assert one.connections == two.connections == 2
+    line, headers, _ = one.requests[0]
+    assert line == "GET /api/users/x/ HTTP/1.1"
+    assert headers["host"] == "users:8001"  # the URL still names the origin
+
+
+async def test_a_unix_socket_that_refuses_passes_the_turn_and_none_fails_as_not_reached(
+    serve_unix: Any, tmp_path: Path
+) -> None:
+    alive = await serve_unix("alive.sock", (200, [], b"alive"))
+    missing = str(tmp_path / "restarting.sock")  # a replica that is not listening
+    http = client("http://users:8001", unix_sockets=[missing, str(tmp_path / "alive.sock")])
+    for _ in range(3):
+        assert (await http.request("POST", "/api/login/", json={})).content == b"alive"
+    await http.aclose()
+    assert alive.connections == 1  # opened once (a refusal moved the turn), then kept alive
+
+    nobody = client("http://users:8001", unix_sockets=[missing], retries=1)
+    with pytest.raises(ConnectFailed) as caught:
+        await nobody.request("POST", "/api/login/", json={})
+    assert caught.value.reached is False
+
+
+def test_unix_sockets_are_for_plain_http_only() -> None:
+    with pytest.raises(ValueError, match="plain http"):
+        PooledHttpClient("https://users", dependency="users", unix_sockets=["/run/users.sock"])

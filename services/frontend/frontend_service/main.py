@@ -14,7 +14,7 @@ from frontend_service.errors import install_error_pages
 from frontend_service.headers import SecurityHeadersMiddleware
 from frontend_service.metrics import FrontendMetrics
 from frontend_service.pages import router
-from frontend_service.settings import FrontendSettings
+from frontend_service.settings import FrontendSettings, socket_paths
 from frontend_service.web import CookieNames
 from servicekit import ServiceSpec, create_service_app, load_settings
 from servicekit.pooled_http import PooledHttpClient
@@ -53,7 +53,7 @@ def create_app(settings: FrontendSettings | None = None) -> FastAPI:
 
     # One client per backend and process: every page calls thoughts, and kept-alive connections
     # spare each call a connect and the per-call cost of a general-purpose client.
-    def backend_client(name: str, base_url: str) -> PooledHttpClient:
+    def backend_client(name: str, base_url: str, unix_sockets: str) -> PooledHttpClient:
         return PooledHttpClient(
             base_url,
             dependency=name,
@@ -61,10 +61,15 @@ def create_app(settings: FrontendSettings | None = None) -> FastAPI:
             retries=settings.http_retries,
             metrics=app.state.metrics,
             tracing=app.state.tracing,
+            unix_sockets=socket_paths(unix_sockets),
         )
 
-    app.state.users = UsersClient(backend_client(USERS, settings.users_url))
-    app.state.thoughts = ThoughtsClient(backend_client(THOUGHTS, settings.thoughts_url))
+    app.state.users = UsersClient(
+        backend_client(USERS, settings.users_url, settings.users_unix_sockets)
+    )
+    app.state.thoughts = ThoughtsClient(
+        backend_client(THOUGHTS, settings.thoughts_url, settings.thoughts_unix_sockets)
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_pages(app)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -16,6 +16,11 @@ MIN_THOUGHTS_VERSION = "0.1"
 MIN_SECRET_KEY_LENGTH = 32
 
 
+def socket_paths(value: str) -> tuple[str, ...]:
+    """The paths of a comma-separated list (USERS_UNIX_SOCKETS), blanks dropped."""
+    return tuple(path.strip() for path in value.split(",") if path.strip())
+
+
 class FrontendSettings(ServiceSettings):
     service_name: str = "frontend"
     port: int = Field(default=8002, ge=1, le=65535)
@@ -26,6 +31,14 @@ class FrontendSettings(ServiceSettings):
 
     users_url: str = DEFAULT_USERS_URL
     thoughts_url: str = DEFAULT_THOUGHTS_URL
+    # USERS_UNIX_SOCKETS / THOUGHTS_UNIX_SOCKETS: the replicas' Unix sockets (servicekit's
+    # UNIX_SOCKET), comma-separated absolute paths, to call them there instead of at the URL's
+    # host (which then only names them). Compose sets both: users believes the visitor's address
+    # this frontend forwards (its per-address login throttle) only from a peer on its socket, so
+    # no other container, and no process reaching users' published port, can choose the address
+    # it is counted as; and a call over a socket costs both sides less than one over TCP.
+    users_unix_sockets: str = ""
+    thoughts_unix_sockets: str = ""
 
     # Secure cookies are only sent over HTTPS: turn off for plain-HTTP local runs only.
     cookie_secure: bool = True
@@ -52,6 +65,15 @@ class FrontendSettings(ServiceSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("users_unix_sockets", "thoughts_unix_sockets")
+    @classmethod
+    def _absolute_paths(cls, value: str) -> str:
+        paths = socket_paths(value)
+        relative = [path for path in paths if not path.startswith("/")]
+        if relative:
+            raise ValueError(f"must be absolute paths, comma-separated; not: {', '.join(relative)}")
+        return ",".join(paths)
 
     @model_validator(mode="before")
     @classmethod

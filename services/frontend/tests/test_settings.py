@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend_service.settings import FrontendSettings
+from frontend_service.settings import FrontendSettings, socket_paths
 from servicekit.settings import ConfigError, load_settings
 
 SECRET = "s" * 40
@@ -63,4 +63,18 @@ def test_backend_urls_must_be_http(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", SECRET)
     monkeypatch.setenv("USERS_URL", "users:8001")
     with pytest.raises(ConfigError, match="USERS_URL: must be an http"):
+        load_settings(FrontendSettings)
+
+
+def test_backend_sockets_are_absolute_paths_separated_by_commas(monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+    assert load_settings(FrontendSettings).users_unix_sockets == ""  # TCP unless given
+    monkeypatch.setenv("USERS_UNIX_SOCKETS", " /run/s/users-1.sock, /run/s/users-2.sock ,")
+    settings = load_settings(FrontendSettings)
+    assert socket_paths(settings.users_unix_sockets) == (
+        "/run/s/users-1.sock",
+        "/run/s/users-2.sock",
+    )
+    monkeypatch.setenv("THOUGHTS_UNIX_SOCKETS", "run/thoughts.sock")
+    with pytest.raises(ConfigError, match=r"THOUGHTS_UNIX_SOCKETS: .*absolute paths.*run/thoughts"):
         load_settings(FrontendSettings)
