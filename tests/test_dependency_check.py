@@ -39,6 +39,8 @@ def run_frontend(
         env={
             "PATH": "/usr/bin:/bin",
             "PORT": str(free_port()),
+            # Its own, not the default 9002: that one is a developer's `make run` frontend's.
+            "INTERNAL_PORT": str(free_port()),
             "SECRET_KEY": "k" * 40,
             "DEPENDENCIES": dependencies,
             "DEPENDENCY_WAIT_SECONDS": wait,
