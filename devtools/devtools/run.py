@@ -3,7 +3,7 @@
 1. Refuses to start, naming the port, when a port the system needs is taken.
 2. Prepares (each step idempotent): dev signing keys, the frontend's dev secret key, migrated
    databases, all under var/.
-3. Starts thoughts, users and frontend with `python -m <service> serve` under honcho, which
+3. Starts thoughts, users, frontend and tasks with `python -m <service> serve` under honcho, which
    prefixes every log line with the service's name and stops them all when one stops or on Ctrl-C.
 4. Once every service is ready, seeds the demo users and prints the URLs.
 """
