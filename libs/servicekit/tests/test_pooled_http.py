@@ -82,29 +82,17 @@ class ScriptedServer:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Any]]:
+async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """start(*answers): a ScriptedServer on a TCP port; with socket="name", on the Unix socket
+    tmp_path / name instead."""
     servers: list[ScriptedServer] = []
 
-    async def start(*answers: Answer | str) -> ScriptedServer:
+    async def start(*answers: Answer | str, socket: str | None = None) -> ScriptedServer:
         scripted = ScriptedServer(list(answers))
-        scripted.server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
-        servers.append(scripted)
-        return scripted
-
-    yield start
-    for scripted in servers:
-        assert scripted.server is not None
-        scripted.server.close()
-
-
-@pytest.fixture
-async def serve_unix(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """ScriptedServers on Unix sockets in tmp_path: start(name, *answers)."""
-    servers: list[ScriptedServer] = []
-
-    async def start(name: str, *answers: Answer | str) -> ScriptedServer:
-        scripted = ScriptedServer(list(answers))
-        scripted.server = await asyncio.start_unix_server(scripted.handle, tmp_path / name)
+        if socket is None:
+            scripted.server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
+        else:
+            scripted.server = await asyncio.start_unix_server(scripted.handle, tmp_path / socket)
         servers.append(scripted)
         return scripted
 
@@ -237,11 +225,11 @@ def test_only_http_urls_are_accepted() -> None:
 
 
 async def test_over_unix_sockets_new_connections_take_the_replicas_in_turn(
-    serve_unix: Any, tmp_path: Path
+    serve: Any, tmp_path: Path
 ) -> None:
     # "close": every call needs a new connection, so each shows which socket it went to.
-    one = await serve_unix("one.sock", (200, ["close"], b"one"))
-    two = await serve_unix("two.sock", (200, ["close"], b"two"))
+    one = await serve((200, ["close"], b"one"), socket="one.sock")
+    two = await serve((200, ["close"], b"two"), socket="two.sock")
     http = client(
         "http://users:8001", unix_sockets=[str(tmp_path / "one.sock"), str(tmp_path / "two.sock")]
     )
@@ -255,9 +243,9 @@ async def test_over_unix_sockets_new_connections_take_the_replicas_in_turn(
 
 
 async def test_a_unix_socket_that_refuses_passes_the_turn_and_none_fails_as_not_reached(
-    serve_unix: Any, tmp_path: Path
+    serve: Any, tmp_path: Path
 ) -> None:
-    alive = await serve_unix("alive.sock", (200, [], b"alive"))
+    alive = await serve((200, [], b"alive"), socket="alive.sock")
     missing = str(tmp_path / "restarting.sock")  # a replica that is not listening
     http = client("http://users:8001", unix_sockets=[missing, str(tmp_path / "alive.sock")])
     for _ in range(3):
