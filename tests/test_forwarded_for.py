@@ -28,7 +28,6 @@ from testkit import (
     StartedApps,
     free_port,
     need,
-    python_module_argv,
 )
 from users_service.main import MIGRATIONS_DIR as USERS_MIGRATIONS
 from users_service.signing import generate_key
@@ -161,20 +160,16 @@ def users_on_a_socket(
     keys.mkdir()
     generate_key(keys, "test-key-1")
     folder = Path(tempfile.mkdtemp(prefix="uds-", dir="/tmp"))  # a path short enough to bind
-    port = free_port()
-    users = ServiceProcess(
-        name="users",
-        argv=python_module_argv("users_service", "serve"),
-        env={
-            "PORT": str(port),
+    users = ServiceProcess.serving(
+        "users",
+        {
             "DATABASE_URL": database_factory.fresh("sqlite", USERS_MIGRATIONS),
             "JWT_KEYS_DIR": str(keys),
             "UNIX_SOCKET": str(folder / "users.sock"),
             "FORWARDED_ALLOW_IPS": "10.255.0.1",
             "LOGIN_MAX_FAILURES_PER_USERNAME": "3",
         },
-        port=port,
-        log_path=tmp_path / "users.log",
+        tmp_path / "users.log",
     )
     users.start()
     try:

@@ -51,7 +51,6 @@ from testkit import (
     free_port,
     need,
     postgres_available,
-    python_module_argv,
 )
 
 # Service processes restarted under load: minutes on a busy two-core machine, not seconds.
@@ -139,13 +138,12 @@ def deployment(
     processes: dict[str, ServiceProcess] = {}
     for service in ("users", "thoughts"):
         for server in ("new-1", "new-2", "legacy-1"):
-            port, key = free_port(), f"{service}/{server}"
-            processes[key] = ServiceProcess(
+            key = f"{service}/{server}"
+            processes[key] = ServiceProcess.serving(
+                service,
+                {**common, **settings[service], **workers.get(key, {})},
+                root / f"{service}-{server}.log",
                 name=f"{service}-{server}",
-                argv=python_module_argv(f"{service}_service", "serve"),
-                env={**common, **settings[service], "PORT": str(port), **workers.get(key, {})},
-                port=port,
-                log_path=root / f"{service}-{server}.log",
             )
     unused = {
         f"{route}_{n}": f"127.0.0.1:{free_port()}"

@@ -121,6 +121,21 @@ class ServiceProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def serving(
+        cls, service: str, env: dict[str, str], log_path: Path, *, name: str | None = None
+    ) -> ServiceProcess:
+        """`python -m <service>_service serve` (make run's command) with `env`, on a free port
+        given as its PORT; not started yet (`start()`)."""
+        port = free_port()
+        return cls(
+            name=name or service,
+            argv=python_module_argv(f"{service}_service", "serve"),
+            env={**env, "PORT": str(port)},
+            port=port,
+            log_path=log_path,
+        )
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from testkit import ServiceProcess, free_port, python_module_argv
+from testkit import ServiceProcess
 from thoughts_service.inserts import _INSERT_ORDER_LOCK
 
 LIMIT = 3
@@ -62,20 +62,16 @@ def stored_texts(database_url: str) -> list[str]:
 
 @pytest.fixture
 def server(database_url: str, public_keys_dir: Path, tmp_path: Path) -> Iterator[ServiceProcess]:
-    port = free_port()
-    process = ServiceProcess(
-        name="thoughts",
-        argv=python_module_argv("thoughts_service", "serve"),
-        env={
+    process = ServiceProcess.serving(
+        "thoughts",
+        {
             "DATABASE_URL": database_url,
             "AUTH_PUBLIC_KEYS_DIR": str(public_keys_dir),
-            "PORT": str(port),
             "WORKERS": "1",  # the bound is per worker process
             "POST_QUEUE_LIMIT": str(LIMIT),
             "LOG_LEVEL": "WARNING",
         },
-        port=port,
-        log_path=tmp_path / "thoughts.log",
+        tmp_path / "thoughts.log",
     ).start()
     yield process
     assert process.stop() == 0, process.logs()

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from mythoughts_auth import KeySet
 from servicekit import ConfigError, load_settings
-from testkit import DatabaseFactory, ServiceProcess, free_port, python_module_argv
+from testkit import DatabaseFactory, ServiceProcess, python_module_argv
 from testkit.tokens import TokenSigner
 from thoughts_service.main import MIGRATIONS_DIR, create_app
 from thoughts_service.settings import ThoughtsSettings
@@ -177,13 +177,10 @@ def test_cli_migrates_then_serves(
     tables = {row[0] for row in sqlite3.connect(database).execute("SELECT name FROM sqlite_master")}
     assert {"thoughts", "thoughts_fts"} <= tables
 
-    port = free_port()
-    server = ServiceProcess(
-        name="thoughts",
-        argv=python_module_argv("thoughts_service", "serve"),
-        env={**env, "PORT": str(port), "AUTH_PUBLIC_KEYS_DIR": str(public_keys_dir)},
-        port=port,
-        log_path=tmp_path / "thoughts.log",
+    server = ServiceProcess.serving(
+        "thoughts",
+        {**env, "AUTH_PUBLIC_KEYS_DIR": str(public_keys_dir)},
+        tmp_path / "thoughts.log",
     ).start()
     try:
         assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from testkit import DatabaseFactory, ServiceProcess, free_port, python_module_argv
+from testkit import DatabaseFactory, ServiceProcess
 from users_service.main import MIGRATIONS_DIR
 from users_service.settings import UsersSettings
 
@@ -52,18 +52,10 @@ def users_server(
     }
     settings = UsersSettings(database_url=database_url, jwt_keys_dir=keys_dir, **argon2)
     add_account(settings, NAME, PASSWORD)
-    port = free_port()
-    server = ServiceProcess(
-        name="users",
-        argv=python_module_argv("users_service", "serve"),
-        env={
-            **SERVER_ENV,
-            "PORT": str(port),
-            "DATABASE_URL": database_url,
-            "JWT_KEYS_DIR": str(keys_dir),
-        },
-        port=port,
-        log_path=tmp_path / "users.log",
+    server = ServiceProcess.serving(
+        "users",
+        {**SERVER_ENV, "DATABASE_URL": database_url, "JWT_KEYS_DIR": str(keys_dir)},
+        tmp_path / "users.log",
     ).start()
     yield server
     assert server.stop() == 0, server.logs()

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testkit import DatabaseFactory, ServiceProcess, free_port, python_module_argv
+from testkit import DatabaseFactory, ServiceProcess
 from users_service.heap import is_glibc
 from users_service.main import MIGRATIONS_DIR
 from users_service.settings import UsersSettings
@@ -58,19 +58,15 @@ def database_url(database_factory: DatabaseFactory, keys_dir: Path) -> str:
 def start_server(
     database_url: str, keys_dir: Path, tmp_path: Path, release: bool
 ) -> Iterator[ServiceProcess]:
-    port = free_port()
-    server = ServiceProcess(
-        name="users",
-        argv=python_module_argv("users_service", "serve"),
-        env={
+    server = ServiceProcess.serving(
+        "users",
+        {
             **SERVER_ENV,
             "ARGON2_RELEASE_MEMORY": str(release).lower(),
-            "PORT": str(port),
             "DATABASE_URL": database_url,
             "JWT_KEYS_DIR": str(keys_dir),
         },
-        port=port,
-        log_path=tmp_path / f"users-{release}.log",
+        tmp_path / f"users-{release}.log",
     ).start()
     yield server
     assert server.stop() == 0, server.logs()
