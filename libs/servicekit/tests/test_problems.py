@@ -129,6 +129,36 @@ async def test_form_or_json_accepts_a_urlencoded_form(client: httpx.AsyncClient)
     assert (response.status_code, response.json()) == (201, {"text": "from a form"})
 
 
+async def test_a_urlencoded_form_is_utf_8_escaped_or_not(client: httpx.AsyncClient) -> None:
+    """curl -d 'text=Straße ü' sends the UTF-8 bytes unescaped; browsers and requests escape
+    them. Both are the same text (Starlette alone would read the raw bytes as Latin-1)."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    raw = await client.post("/notes", content="text=Straße+ü".encode(), headers=form)
+    assert (raw.status_code, raw.json()) == (201, {"text": "Straße ü"})
+    escaped = await client.post("/notes", content=b"text=Stra%C3%9Fe+%C3%BC", headers=form)
+    assert (escaped.status_code, escaped.json()) == (201, {"text": "Straße ü"})
+    repeated = await client.post("/notes", content=b"text=first&text=last", headers=form)
+    assert repeated.json() == {"text": "last"}
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"text=Stra\xdfe", "the form body is not UTF-8: percent-encode UTF-8 text, or send JSON"),
+        (b"text=Stra%DFe", "the form body is not UTF-8: percent-encode UTF-8 text, or send JSON"),
+        (b"&".join(b"f%d=x" % n for n in range(33)), "the form body has more than 32 fields"),
+    ],
+)
+async def test_a_urlencoded_form_that_is_not_utf_8_or_too_many_fields_is_a_400(
+    content: bytes, detail: str, client: httpx.AsyncClient
+) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = await client.post("/notes", content=content, headers=form)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["detail"] == detail
+
+
 async def test_form_or_json_accepts_multipart_fields(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/notes", data={"text": "multipart"}, files={"upload": ("a.txt", b"file content")}
