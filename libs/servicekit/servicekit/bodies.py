@@ -10,6 +10,7 @@ import orjson
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.formparsers import MultiPartParser
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -67,6 +68,35 @@ def urlencoded_fields(body: bytes) -> dict[str, str]:
     return dict(pairs)
 
 
+class _StrictMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser, except that a field not in the body's charset (UTF-8
+    unless its Content-Type says otherwise) raises UnicodeDecodeError: Starlette reads it as
+    Latin-1 instead, so `caf\\xe9` was stored as "café" and any bytes became some text."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            part.data.decode(self._charset or "utf-8")
+        super().on_part_end()
+
+
+async def multipart_fields(request: Request) -> dict[str, str]:
+    """The text fields of a multipart/form-data body (no file parts); 400 when malformed or
+    not in its charset."""
+    parser = _StrictMultiPartParser(
+        request.headers, request.stream(), max_files=0, max_fields=MAX_FORM_FIELDS
+    )
+    try:
+        form = await parser.parse()
+    except UnicodeDecodeError:
+        raise HTTPException(
+            400, "the form body is not UTF-8: percent-encode UTF-8 text, or send JSON"
+        ) from None
+    except Exception as exc:  # malformed multipart bodies raise parser-specific errors
+        raise HTTPException(400, "the form body could not be parsed") from exc
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
 def form_or_json(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
     """A dependency that parses and validates the body into `model` whatever its encoding."""
 
@@ -81,11 +111,7 @@ def form_or_json(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
             if content_type == URLENCODED:
                 data = urlencoded_fields(raw)
             else:
-                try:
-                    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-                except Exception as exc:  # malformed multipart bodies raise parser errors
-                    raise HTTPException(400, "the form body could not be parsed") from exc
-                data = {key: value for key, value in form.items() if isinstance(value, str)}
+                data = await multipart_fields(request)
         elif content_type in ("application/json", "") or content_type.endswith("+json"):
             raw = await request.body()
             if len(raw) > MAX_BODY_BYTES:

@@ -176,6 +176,21 @@ async def test_form_or_json_accepts_multipart_fields(client: httpx.AsyncClient) 
     assert (response.status_code, response.json()) == (201, {"text": "parts"})
 
 
+async def test_a_multipart_field_that_is_not_utf_8_is_a_400(client: httpx.AsyncClient) -> None:
+    """Starlette reads a multipart field that is not UTF-8 as Latin-1: stored "café" before."""
+    body = b'--b\r\nContent-Disposition: form-data; name="text"\r\n\r\ncaf\xe9\r\n--b--\r\n'
+    form = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = await client.post("/notes", content=body, headers=form)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["detail"] == (
+        "the form body is not UTF-8: percent-encode UTF-8 text, or send JSON"
+    )
+    utf8 = body.replace(b"caf\xe9", "café".encode())
+    response = await client.post("/notes", content=utf8, headers=form)
+    assert (response.status_code, response.json()) == (201, {"text": "café"})
+
+
 async def test_form_validation_errors_name_the_field(client: httpx.AsyncClient) -> None:
     response = await client.post("/notes", data={"text": ""})
     assert response.status_code == 400
