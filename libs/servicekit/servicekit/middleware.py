@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.context import (
@@ -38,6 +39,11 @@ _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 # Probes and scrapes are frequent and dull: count them, log them only at DEBUG.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+# The status recorded for a request whose client went away before sending its whole body
+# (nginx's "client closed request"): nobody gets an answer, and it is not our error. Counted as
+# a 500 with a traceback at ERROR, a client that gave up mid-upload (or an attacker opening and
+# dropping connections) raised the error rate the alerts watch.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _route_template(scope: Scope) -> str:
@@ -100,6 +106,10 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+        except ClientDisconnect:
+            if response_started:
+                raise
+            status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             unavailable = as_unavailable(exc)
             if unavailable is not None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from servicekit.limits import RequestLimits
@@ -174,3 +176,22 @@ def test_ordinary_headers_are_served(server: ServiceProcess) -> None:
     head = b"GET /healthz HTTP/1.1\r\nHost: example\r\nCookie: " + b"c" * 8000 + b"\r\n"
     status, _ = exchange(server, head, header_lines(40, 100))
     assert status == 200
+
+
+def test_a_client_that_leaves_mid_body_is_a_499_not_a_500(server: ServiceProcess) -> None:
+    """A client that sends part of its body and goes away is no error of ours: before, each one
+    was counted as a 500 and logged as an unhandled error with its traceback, so dropping
+    connections mid-upload raised the error rate that the alerts watch."""
+    head = json_post("/login", 1000)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+            connection.sendall(head + b'{"username": "bru')
+    metrics = ""
+    deadline = time.monotonic() + 10
+    while 'route="/login",status="499"} 3.0' not in metrics and time.monotonic() < deadline:
+        time.sleep(0.1)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'route="/login",status="499"} 3.0' in metrics
+    assert 'route="/login",status="500"' not in metrics
+    assert "ClientDisconnect" not in server.logs()
+    assert "unhandled error" not in server.logs()
