@@ -77,6 +77,24 @@ async def test_a_name_logs_in_in_any_case_or_width_as_its_account(
     assert me.json()["username"] == "Bruce"
 
 
+async def test_a_name_longer_than_50_once_normalised_is_refused(
+    client: httpx.AsyncClient, users: Any
+) -> None:
+    """U+0958 (Devanagari qa) is two code points in NFC: 50 of them were stored as a name of
+    100 (on PostgreSQL past the column), whose tokens every other service refused."""
+    for username in ("\u0958" * 50, "a" * 49 + "\u0958"):
+        response = await client.post("/admin/users/", json={"username": username, "password": "pw"})
+        assert response.status_code == 400, response.text
+        (error,) = response.json()["errors"]
+        assert error["field"] == "username"
+        assert "at most 50" in error["message"]
+    response = await client.post(
+        "/admin/users/", json={"username": "\u0958" * 25, "password": "pw"}
+    )
+    assert response.status_code == 201, response.text
+    assert len(response.json()["username"]) == 50
+
+
 def test_the_key_follows_rfc_8265() -> None:
     assert username_key("Mary O'Neil") == "mary o'neil"
     assert username_key("\uff22ruce") == "bruce"

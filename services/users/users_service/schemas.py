@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
-from users_service.usernames import new_username
+from users_service.usernames import USERNAME_MAX, new_username
 
 # Printable text with at least one non-space character; control characters (C0/C1) are refused
 # because they corrupt logs and terminals. Stated as a pattern so that the OpenAPI schema says it.
@@ -23,7 +23,9 @@ def _new_username(value: str) -> str:
 # of a Latin name; stored in its UsernameCasePreserved form.
 Username = Annotated[
     str,
-    Field(min_length=1, max_length=50, pattern=USERNAME_PATTERN, examples=["Mary O'Neil"]),
+    Field(
+        min_length=1, max_length=USERNAME_MAX, pattern=USERNAME_PATTERN, examples=["Mary O'Neil"]
+    ),
     AfterValidator(_new_username),
 ]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]

@@ -22,6 +22,9 @@ from __future__ import annotations
 from confusable_homoglyphs import categories, confusables
 from precis_i18n import get_profile
 
+# What the users table holds (models.User.username) and every other service accepts as an owner.
+USERNAME_MAX = 50
+
 _PRESERVED = get_profile("UsernameCasePreserved")
 _MAPPED = get_profile("UsernameCaseMapped")
 
@@ -76,6 +79,14 @@ def new_username(name: str) -> str:
     """The form a new account stores (UsernameCasePreserved), after every check; raises
     InvalidUsername."""
     preserved = _enforce(_PRESERVED, name)
+    if len(preserved) > USERNAME_MAX:
+        # Normalisation can lengthen a name: NFC writes U+0958 (Devanagari qa) as two code
+        # points, so 50 of them would be stored as 100, past the column and what the other
+        # services accept as an owner (the account could log in but never post).
+        raise InvalidUsername(
+            f"the username is {len(preserved)} characters once normalised (Unicode NFC); "
+            f"a username is at most {USERNAME_MAX}"
+        )
     username_key(preserved)
     scripts = categories.unique_aliases(preserved) - _NEUTRAL
     if len(scripts) > 1 and not any(scripts <= allowed for allowed in _ALLOWED_MIXES):
