@@ -5,6 +5,7 @@ workload has the hardened shape of deploy/k8s/base/users/deployment.yaml (loaded
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,42 @@ def test_the_tasks_service_has_its_own_host_with_its_welcome_page(rendered: list
         ("/task", "Prefix"): "tasks",
     }
     assert tasks_host in [host for tls in ingress["spec"]["tls"] for host in tls["hosts"]]
+
+
+def ingress_backend(paths: list[Obj], request_path: str) -> str | None:
+    """The service an Ingress sends a path to: an Exact match first, else the longest Prefix
+    (matched by whole path elements), as Kubernetes specifies."""
+    elements = [part for part in request_path.split("/") if part]
+    best: tuple[int, str] | None = None
+    for rule in paths:
+        if rule["pathType"] == "Exact":
+            if rule["path"] == request_path:
+                return str(rule["backend"]["service"]["name"])
+            continue
+        prefix = [part for part in rule["path"].split("/") if part]
+        if elements[: len(prefix)] == prefix and (best is None or len(prefix) > best[0]):
+            best = (len(prefix), rule["backend"]["service"]["name"])
+    return best[1] if best else None
+
+
+def test_the_ingress_sends_every_api_route_to_its_service(rendered: list[Obj]) -> None:
+    """Before, /api/logout/, /api/features/ and the users service's /api/me/ went to thoughts
+    or nowhere: an API client could not log out through the Ingress."""
+    from thoughts_service.routes import api as thoughts_api
+    from users_service.routes import api as users_api
+
+    (ingress,) = [obj for obj in rendered if obj["kind"] == "Ingress"]
+    rules = {rule["host"]: rule["http"]["paths"] for rule in ingress["spec"]["rules"]}
+    main_host = next(host for host in rules if not host.startswith("tasks."))
+    wrong = {}
+    for service, router in (("users", users_api), ("thoughts", thoughts_api)):
+        for route in router.routes:
+            path = re.sub(r"\{[^}]+\}", "1", getattr(route, "path", ""))
+            if ingress_backend(rules[main_host], path) != service:
+                wrong[path] = ingress_backend(rules[main_host], path)
+    assert wrong == {}
+    assert ingress_backend(rules[main_host], "/api/me/") == "users"
+    assert ingress_backend(rules[main_host], "/api/me/thoughts/1/") == "thoughts"
 
 
 FLUX_FIELDS = yaml.safe_load((Path(__file__).with_name("flux-v1-fields.yaml")).read_text())
