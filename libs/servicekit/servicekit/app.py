@@ -26,7 +26,7 @@ from servicekit.db import Database, DatabaseOptions
 from servicekit.flags import BadFlagFile, Flags
 from servicekit.http import create_http_client
 from servicekit.lifecycle import is_shutting_down
-from servicekit.limits import BodyLimitMiddleware
+from servicekit.limits import BodyLimitMiddleware, Refusal, problem_refusal
 from servicekit.logs import configure_logging, flush_logs
 from servicekit.metrics import Metrics
 from servicekit.middleware import ObservabilityMiddleware
@@ -67,6 +67,10 @@ class ServiceSpec:
     # How the service's Database connects; by default from the settings' DB_* values
     # (DatabaseOptions.from_settings).
     database_options: DatabaseOptions | None = None
+    # How the kit answers a body it refuses before the routes see it (over MAX_BODY_BYTES, or
+    # a Content-Length that is not a number): problem+json unless the service's clients are
+    # browsers (the frontend renders a page).
+    refusal: Refusal = problem_refusal
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:
@@ -260,7 +264,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
         setattr(app.state, key, value)
 
     install_problem_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limits=settings.request_limits())
+    app.add_middleware(BodyLimitMiddleware, limits=settings.request_limits(), refusal=spec.refusal)
     # Inside the observability middleware, so that refused requests are logged and counted.
     app.add_middleware(AdminGuardMiddleware, token=admin_token)
     if settings.internal_port is not None:

@@ -17,11 +17,13 @@ got a 200 (httptools, unlike h11, has no header limit of its own). So:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -30,6 +32,16 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from servicekit.problems import problem_response
 
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+
+# How a service answers the refusals made here, before its routes (status, detail, headers):
+# problem+json by default; the web site renders a page (ServiceSpec.refusal).
+Refusal = Callable[[Request, int, str, Mapping[str, str]], Response]
+
+
+def problem_refusal(
+    request: Request, status: int, detail: str, headers: Mapping[str, str]
+) -> Response:
+    return problem_response(status, detail, headers=dict(headers))
 
 
 @dataclass(frozen=True)
@@ -228,9 +240,12 @@ class _FieldCounter:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, limits: RequestLimits) -> None:
+    def __init__(
+        self, app: ASGIApp, limits: RequestLimits, refusal: Refusal = problem_refusal
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -253,8 +268,10 @@ class BodyLimitMiddleware:
                     else "the Content-Length header is not a number"
                 )
                 status = 413 if declared is not None else 400
-                response = problem_response(status, detail, headers={"Connection": "close"})
-                await response(scope, receive, send)
+                refusal = self.refusal(
+                    Request(scope, receive), status, detail, {"Connection": "close"}
+                )
+                await refusal(scope, receive, send)
                 return
         counter = _FieldCounter(content_type) if content_type.startswith(_FORM_TYPES) else None
         received = 0

@@ -6,6 +6,7 @@ the page shows, so whoever reads the logs finds the one line that matters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -73,6 +74,21 @@ def unavailable_message(exc: BackendUnavailable) -> tuple[str, str]:
     )
 
 
+TOO_LARGE = (
+    "What you sent is too large for this site. Go back and shorten it: a thought is at most "
+    "250 characters."
+)
+
+
+def refusal_page(
+    request: Request, status: int, detail: str, headers: Mapping[str, str]
+) -> Response:
+    """The page for a request the kit refuses before any route (servicekit.limits): a form
+    over the size limit, or a Content-Length that is not a number."""
+    message = TOO_LARGE if status == 413 else "The form was not understood."
+    return error_page(request, status, message, headers=dict(headers))
+
+
 async def backend_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendUnavailable)
     metrics: FrontendMetrics = request.app.state.frontend_metrics
@@ -115,6 +131,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     messages = {
         404: "There is no page at this address.",
         405: "This page cannot be used that way.",
+        413: TOO_LARGE,
     }
     message = messages.get(exc.status_code) or (
         exc.detail if isinstance(exc.detail, str) else "The request could not be handled."

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from frontend_service import __version__
 from frontend_service.backends import THOUGHTS, USERS, ThoughtsClient, UsersClient
 from frontend_service.csrf import CsrfSigner
-from frontend_service.errors import install_error_pages
+from frontend_service.errors import install_error_pages, refusal_page
 from frontend_service.headers import SecurityHeadersMiddleware
 from frontend_service.metrics import FrontendMetrics
 from frontend_service.pages import router
@@ -43,6 +43,7 @@ def create_app(settings: FrontendSettings | None = None) -> FastAPI:
             package_version=__version__,
             routers=[router],
             on_shutdown=[_close_backends],
+            refusal=refusal_page,
             extra_state={
                 "csrf_signer": CsrfSigner(settings.secret_key.get_secret_value()),
                 "cookie_names": CookieNames.for_site(settings.cookie_secure),

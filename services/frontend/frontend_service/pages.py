@@ -36,7 +36,9 @@ MAX_SEARCH_LENGTH = 200
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 CursorParam = Annotated[str | None, Query(max_length=500)]
-TextField = Annotated[str, Form(max_length=10_000)]
+# No length limit of its own: the kit's body limit (64 KiB) bounds it, and thought_error then
+# says how long the text is (a limit here answered "the form was not understood").
+TextField = Annotated[str, Form()]
 # The post form's Idempotency-Key: made with the form, so the same form sent twice (a retry
 # after "we could not confirm") posts once. Anything else than what new_post_key() makes is
 # replaced by a fresh key.

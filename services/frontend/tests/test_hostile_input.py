@@ -78,3 +78,23 @@ async def test_the_form_refuses_a_thought_of_only_invisible_characters(frontend,
     refused = await forms.submit(frontend, "/", "/thoughts/", {"text": "\ufeff\u200b"})
     assert refused.status_code == 400
     assert "invisible" in refused.text
+
+
+async def test_a_pasted_text_of_thousands_of_characters_says_how_long_it_is(frontend, forms, user):
+    """The textarea has no maxlength (it would count UTF-16 units): before, a text of more than
+    10,000 characters got "The address or form was not understood", and the draft was lost."""
+    await forms.log_in(frontend, *user)
+    response = await forms.submit(frontend, "/", "/thoughts/", {"text": "x" * 20_000})
+    assert response.status_code == 400, response.text
+    assert "at most 250 characters; this one has 20000" in response.text
+
+
+async def test_a_form_over_the_size_limit_is_a_page_not_json(frontend, forms, user):
+    """The kit refuses a body over 64 KiB before reading it: the site answers with a page that
+    says so (before: the API's problem+json, shown to the visitor as raw JSON)."""
+    await forms.log_in(frontend, *user)
+    response = await forms.submit(frontend, "/", "/thoughts/", {"text": "x" * 70_000})
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("text/html")
+    assert "too large" in response.text
+    assert "250 characters" in response.text
