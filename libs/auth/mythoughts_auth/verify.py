@@ -155,9 +155,10 @@ class TokenVerifier:
         kid, key = await self._signing_key(token)
         claims = self._decode(token, key, legacy_token=kid == _LEGACY_KID)
         self._check_issued_at(claims)
+        expires = _expiry(claims)
         verified = VerifiedToken(username=_username(claims), claims=claims)
         if self._cache_size > 0:
-            self._cache[token] = (verified, kid, key, float(claims["exp"]) + self._leeway)
+            self._cache[token] = (verified, kid, key, expires + self._leeway)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return verified
@@ -252,6 +253,15 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("malformed token") from exc
     return claims
+
+
+def _expiry(claims: dict[str, Any]) -> float:
+    # PyJWT compares `exp` as an integer of any size; beyond a float (10**400) it passed and
+    # then failed every use of the token as a time (a 500 on every service, and at logout).
+    try:
+        return float(claims["exp"])
+    except (OverflowError, TypeError, ValueError):
+        raise InvalidToken("malformed exp claim") from None
 
 
 def _username(claims: dict[str, Any]) -> str:

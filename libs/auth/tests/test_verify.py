@@ -77,6 +77,16 @@ async def test_recently_expired_token_within_leeway_is_accepted(verifier, tokens
     assert (await verifier.verify(token)).username == "Mary O'Neil"
 
 
+async def test_an_expiry_beyond_any_time_is_refused_not_an_error(verifier, tokens):
+    """A signed exp of 10**400 passed PyJWT's check, then every service answered 500."""
+    token = tokens.sign(tokens.claims(exp=10**400))
+
+    with pytest.raises(InvalidToken) as excinfo:
+        await verifier.verify(token)
+
+    assert excinfo.value.reason == "malformed exp claim"
+
+
 async def test_audience_list_containing_ours_is_accepted(verifier, tokens):
     token = tokens.sign(tokens.claims(aud=["frontend", tokens.audience]))
 
