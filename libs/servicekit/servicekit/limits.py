@@ -61,6 +61,12 @@ class LimitedConfig(uvicorn.Config):
         self.request_limits = limits
 
 
+INVALID_HTTP = (
+    "the request is not valid HTTP/1.1: its request line, a header (bytes that are not ASCII, a "
+    "repeated or negative Content-Length), or its chunked body is malformed"
+)
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; data_received sends the refusal."""
 
@@ -183,11 +189,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def send_400_response(self, msg: str) -> None:
-        # uvicorn calls this for any parser error, ours included: answer ours with its status.
-        if self._refusal is None:
-            super().send_400_response(msg)
-            return
-        status, detail = self._refusal
+        # uvicorn calls this for any parser error, ours included: answer ours with its status,
+        # and the parser's with a problem too (uvicorn's own is a bare text/plain "Invalid HTTP
+        # request received.", which says neither what is wrong nor that it is not a server error).
+        status, detail = self._refusal or (400, INVALID_HTTP)
         body = problem_response(status, detail).body
         self.transport.write(
             b"".join(

@@ -195,3 +195,28 @@ def test_a_client_that_leaves_mid_body_is_a_499_not_a_500(server: ServiceProcess
     assert 'route="/login",status="500"' not in metrics
     assert "ClientDisconnect" not in server.logs()
     assert "unhandled error" not in server.logs()
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /healthz?search=\xff HTTP/1.1\r\nHost: example\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: example\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: example\r\nContent-Length: -1\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["raw-byte-in-query", "two-content-lengths", "negative-content-length", "bad-chunk"],
+)
+def test_a_request_that_is_not_http_gets_a_problem_saying_so(
+    server: ServiceProcess, request_head: bytes
+) -> None:
+    """uvicorn answered a bare text/plain "Invalid HTTP request received."."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(request_head)
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/problem+json" in head.lower()
+    assert b"the request is not valid HTTP/1.1" in body
