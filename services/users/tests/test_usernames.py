@@ -139,3 +139,19 @@ async def test_rows_from_before_the_rule_keep_working(
     for username in ("STEPHEN", "bruce", "mary"):
         created = await client.post("/admin/users/", json={"username": username, "password": "x"})
         assert created.status_code == (201 if username == "bruce" else 409), username
+
+
+@pytest.mark.parametrize("username", ["a\x00b", "tab\there", "line\n", "   "])
+@pytest.mark.parametrize("path", ["/api/login/", "/admin/users/"])
+async def test_a_name_with_control_characters_gets_a_message_not_a_pattern(
+    client: httpx.AsyncClient, path: str, username: str
+) -> None:
+    """Before: "String should match pattern '^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s..." (the site's
+    sign-up form showed it under the field)."""
+    response = await client.post(path, json={"username": username, "password": "pw"})
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == "username"
+    assert error["message"] == (
+        "a username has a visible character and no control characters (NUL, tab, newline ...)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -12,6 +13,20 @@ from users_service.usernames import USERNAME_MAX, new_username
 # Printable text with at least one non-space character; control characters (C0/C1) are refused
 # because they corrupt logs and terminals. Stated as a pattern so that the OpenAPI schema says it.
 USERNAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+_USERNAME = re.compile(USERNAME_PATTERN)
+
+
+def _printable(value: str) -> str:
+    # Checked here rather than by the field's `pattern`, whose message quoted the regex.
+    if not _USERNAME.fullmatch(value):
+        raise ValueError(
+            "a username has a visible character and no control characters (NUL, tab, newline ...)"
+        )
+    return value
+
+
+# In the OpenAPI schema as a pattern (clients and Schemathesis read it), checked by _printable.
+PRINTABLE = {"pattern": USERNAME_PATTERN}
 
 
 def _new_username(value: str) -> str:
@@ -24,8 +39,9 @@ def _new_username(value: str) -> str:
 Username = Annotated[
     str,
     Field(
-        min_length=1, max_length=USERNAME_MAX, pattern=USERNAME_PATTERN, examples=["Mary O'Neil"]
+        min_length=1, max_length=USERNAME_MAX, json_schema_extra=PRINTABLE, examples=["Mary O'Neil"]
     ),
+    AfterValidator(_printable),
     AfterValidator(_new_username),
 ]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
@@ -35,7 +51,11 @@ class Credentials(BaseModel):
     """A login: the book's clients send it form-encoded or as JSON."""
 
     model_config = ConfigDict(extra="ignore")
-    username: Annotated[str, Field(min_length=1, max_length=200, pattern=USERNAME_PATTERN)]
+    username: Annotated[
+        str,
+        Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE),
+        AfterValidator(_printable),
+    ]
     password: Password
 
 
@@ -73,7 +93,11 @@ class TokenRequest(BaseModel):
     """OAuth2 password grant form (RFC 6749 §4.3.2)."""
 
     grant_type: Literal["password"] = "password"
-    username: Annotated[str, Field(min_length=1, max_length=200, pattern=USERNAME_PATTERN)]
+    username: Annotated[
+        str,
+        Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE),
+        AfterValidator(_printable),
+    ]
     password: Password
     scope: str = ""
 
