@@ -173,6 +173,21 @@ async def test_oauth2_password_grant(client: httpx.AsyncClient, users: Any) -> N
     assert wrong.json()["error"] == "invalid_grant"
 
 
+async def test_oauth2_password_grant_reads_the_form_as_utf8(
+    client: httpx.AsyncClient, users: Any
+) -> None:
+    """curl -d sends UTF-8 unescaped: /api/token read it as Latin-1 ("JÃ¶rg", no such user)
+    while /api/login/ read it right; bytes that are not UTF-8 are a 400 saying so."""
+    await users.create("Jörg", "pässword")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    raw = "grant_type=password&username=Jörg&password=pässword".encode()
+    ok = await client.post("/api/token", content=raw, headers=form)
+    assert ok.status_code == 200, ok.text
+    latin1 = await client.post("/api/token", content=raw.decode().encode("latin-1"), headers=form)
+    assert latin1.status_code == 400
+    assert "not UTF-8" in latin1.json()["detail"]
+
+
 async def test_signup_is_off_by_default(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/features/")).json() == {"signup": False}
     response = await client.post("/api/users/", json={"username": "new", "password": "long-pw-1"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from mythoughts_auth import CurrentToken, CurrentUser, RevocationList, RevocationUnavailable
@@ -60,6 +60,14 @@ THROTTLED: dict[int | str, dict[str, Any]] = {
 }
 
 api = APIRouter(tags=["api"])
+
+
+def _token_form_openapi() -> dict[str, Any]:
+    content = body_openapi(TokenRequest)["requestBody"]["content"]
+    form = "application/x-www-form-urlencoded"
+    return {"requestBody": {"required": True, "content": {form: content[form]}}}
+
+
 admin = APIRouter(prefix="/admin", tags=["admin (internal)"])
 
 
@@ -131,6 +139,9 @@ async def login(
 @api.post(
     "/api/token",
     summary="OAuth2 password grant (RFC 6749 §4.3), for standard clients and the docs",
+    # Read by the kit's form parser (UTF-8, escaped or not; FastAPI's Form() read unescaped
+    # bytes as Latin-1); documented as the form OAuth2 specifies.
+    openapi_extra=_token_form_openapi(),
     responses={
         400: problem_openapi_response("Unsupported grant type or wrong credentials"),
         **THROTTLED,
@@ -143,7 +154,7 @@ async def oauth2_token(
     throttle: ThrottleDep,
     keys: SigningKeysDep,
     settings: SettingsDep,
-    form: Annotated[TokenRequest, Form()],
+    form: Annotated[TokenRequest, Depends(form_or_json(TokenRequest))],
 ) -> Any:
     credentials = Credentials.model_construct(username=form.username, password=form.password)
     try:
