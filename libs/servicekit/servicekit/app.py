@@ -24,6 +24,7 @@ from starlette.routing import Route
 from servicekit.admin import AdminGuardMiddleware, admin_headers, declare_admin_security
 from servicekit.db import Database, DatabaseOptions
 from servicekit.flags import BadFlagFile, Flags
+from servicekit.head import HeadAsGetMiddleware
 from servicekit.http import create_http_client
 from servicekit.lifecycle import is_shutting_down
 from servicekit.limits import BodyLimitMiddleware, Refusal, problem_refusal
@@ -264,6 +265,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec) -> FastAPI:
         setattr(app.state, key, value)
 
     install_problem_handlers(app)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, limits=settings.request_limits(), refusal=spec.refusal)
     # Inside the observability middleware, so that refused requests are logged and counted.
     app.add_middleware(AdminGuardMiddleware, token=admin_token)

@@ -1,0 +1,64 @@
+"""HEAD is answered wherever GET is (RFC 9110 §9.3.2: every general-purpose server supports
+both), on a real server process: the GET route's status and headers, no body. Before, FastAPI
+answered 405 to `curl -I`, to uptime monitors and to link checkers on every page and route."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from testkit import DatabaseFactory, ServiceProcess, free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def server(
+    database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    port = free_port()
+    process = ServiceProcess(
+        name="example",
+        argv=[sys.executable, str(HERE / "run_example.py"), str(port), "0"],
+        env={"DATABASE_URL": database_factory.fresh("sqlite", HERE / "example_migrations")},
+        port=port,
+        log_path=tmp_path_factory.mktemp("head") / "example.log",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def raw_head(server: ServiceProcess, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/items/7", "/items/not-a-number", "/nowhere"])
+def test_head_answers_as_get_without_a_body(server: ServiceProcess, path: str) -> None:
+    get = httpx.get(f"{server.url}{path}", timeout=10)
+    answer = raw_head(server, path)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {get.status_code} ".encode()), answer
+    assert f"content-length: {len(get.content)}".encode() in head.lower()
+    assert body == b""
+
+
+def test_head_is_counted_as_head_on_its_route(server: ServiceProcess) -> None:
+    raw_head(server, "/items/7")
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'method="HEAD",route="/items/{item_id}",status="200"' in metrics
+
+
+def test_head_is_refused_where_get_is_not_served(server: ServiceProcess) -> None:
+    answer = raw_head(server, "/notes")  # POST only
+    assert answer.startswith(b"HTTP/1.1 405 "), answer
