@@ -163,7 +163,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         # A new request's cycle (not an upgrade, which makes none). One that waits to send
         # "100 Continue" writes that line alone first, and the client waits for it: left as is.
-        if cycle is not previous and not cycle.waiting_for_100_continue:
+        # So is a HEAD: uvicorn writes no body for it, so its headers would never leave.
+        if (
+            cycle is not previous
+            and not cycle.waiting_for_100_continue
+            and cycle.scope["method"] != "HEAD"
+        ):
             cycle.transport = _HeadersWithBody(self.transport)  # type: ignore[assignment]
 
     def _refuse(self, status: int, detail: str) -> None:

@@ -62,3 +62,14 @@ def test_head_is_counted_as_head_on_its_route(server: ServiceProcess) -> None:
 def test_head_is_refused_where_get_is_not_served(server: ServiceProcess) -> None:
     answer = raw_head(server, "/notes")  # POST only
     assert answer.startswith(b"HTTP/1.1 405 "), answer
+
+
+def test_a_head_on_a_kept_alive_connection_is_answered(server: ServiceProcess) -> None:
+    """The server writes a response's headers with the first piece of its body
+    (servicekit.limits): a HEAD has none, so on a kept-alive connection its headers were never
+    sent and the client (curl -I, HAProxy: 502) waited until it gave up."""
+    with httpx.Client(timeout=5) as client:
+        for _ in range(2):  # the same connection, twice
+            response = client.head(f"{server.url}/healthz")
+            assert response.status_code == 200
+            assert response.content == b""
