@@ -40,6 +40,16 @@ def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def json_problem(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Why a body is not JSON, in words a person can act on: orjson calls bytes that are not
+    UTF-8 (a Latin-1 "é") "str is not valid UTF-8: surrogates not allowed"."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "it is not UTF-8 (send JSON as UTF-8)"
+    return str(exc)
+
+
 def _raise_validation(exc: ValidationError) -> None:
     errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
     raise RequestValidationError(errors)
@@ -121,7 +131,9 @@ def form_or_json(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
             try:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                raise HTTPException(400, f"the body is not valid JSON: {exc}") from None
+                raise HTTPException(
+                    400, f"the body is not valid JSON: {json_problem(raw, exc)}"
+                ) from None
             if not isinstance(data, dict):
                 raise HTTPException(400, "the JSON body must be an object")
         else:

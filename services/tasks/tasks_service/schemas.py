@@ -15,7 +15,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr, ValidationError
 
-from servicekit.bodies import MAX_BODY_BYTES
+from servicekit.bodies import MAX_BODY_BYTES, json_problem
 from tasks_service.models import TASK_MAX
 
 
@@ -98,7 +98,7 @@ async def task_body(request: Request) -> TaskIn:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise HTTPException(
-            400, f'the body is not valid JSON ({exc}); send {{"task": "..."}}'
+            400, f'the body is not valid JSON ({json_problem(raw, exc)}); send {{"task": "..."}}'
         ) from None
     if not isinstance(data, dict):
         raise HTTPException(400, 'the JSON body must be an object: {"task": "..."}')

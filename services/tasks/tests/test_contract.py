@@ -17,6 +17,8 @@ BAD_BODIES = [
     (b'{"task": ""}', "task"),
     (b'{"task": "   "}', "task"),
     (('{"task": "' + "x" * 501 + '"}').encode(), "500"),
+    # Latin-1, not UTF-8: orjson's own words were "surrogates not allowed".
+    ('{"task": "café"}'.encode("latin-1"), "it is not UTF-8"),
 ]
 
 
