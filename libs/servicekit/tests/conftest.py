@@ -141,6 +141,21 @@ def example_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     group.stop_all()
 
 
+@pytest.fixture(scope="module")
+def example_server(
+    database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """run_example.py with its defaults (no drain) on a fresh SQLite database, one per test
+    module: for the tests that only send a real server requests."""
+    group = ProcessGroup("example", tmp_path_factory.mktemp("example-server"))
+    database_url = database_factory.fresh("sqlite", HERE / "example_migrations")
+    script = str(HERE / "run_example.py")
+    yield group.start(
+        lambda port: [sys.executable, script, str(port), "0"], {"DATABASE_URL": database_url}
+    )
+    group.stop_all()
+
+
 @pytest.fixture
 def start_app(example: ModuleType, started_apps: StartedApps) -> Callable[..., Any]:
     """Builds the example app for some settings, runs its lifespan, returns a client for it."""

@@ -5,33 +5,19 @@ answered 405 to `curl -I`, to uptime monitors and to link checkers on every page
 from __future__ import annotations
 
 import socket
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from testkit import DatabaseFactory, ServiceProcess, free_port
+from testkit import ServiceProcess
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def server(
-    database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    port = free_port()
-    process = ServiceProcess(
-        name="example",
-        argv=[sys.executable, str(HERE / "run_example.py"), str(port), "0"],
-        env={"DATABASE_URL": database_factory.fresh("sqlite", HERE / "example_migrations")},
-        port=port,
-        log_path=tmp_path_factory.mktemp("head") / "example.log",
-    )
-    process.start()
-    yield process
-    process.stop()
+def server(example_server: ServiceProcess) -> ServiceProcess:
+    return example_server
 
 
 def raw_head(server: ServiceProcess, path: str) -> bytes:

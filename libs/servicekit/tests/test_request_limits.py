@@ -5,7 +5,6 @@ server, bodies while they stream, form fields on the raw bytes, and the process 
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from servicekit.limits import RequestLimits
-from testkit import DatabaseFactory, ServiceProcess, free_port
+from testkit import ServiceProcess
 
 HERE = Path(__file__).resolve().parent
 LIMITS = RequestLimits()  # run_example.py serves with the defaults
@@ -22,20 +21,8 @@ MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(
-    database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    port = free_port()
-    process = ServiceProcess(
-        name="example",
-        argv=[sys.executable, str(HERE / "run_example.py"), str(port), "0"],
-        env={"DATABASE_URL": database_factory.fresh("sqlite", HERE / "example_migrations")},
-        port=port,
-        log_path=tmp_path_factory.mktemp("limits") / "example.log",
-    )
-    process.start()
-    yield process
-    process.stop()
+def server(example_server: ServiceProcess) -> ServiceProcess:
+    return example_server
 
 
 def exchange(server: ServiceProcess, head: bytes, body: Iterable[bytes] = ()) -> tuple[int, int]:
