@@ -16,10 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, insert
 
-from devtools import import_legacy as importer
 from devtools.import_legacy import DUPLICATE, EMPTY_TEXT, LONG_TEXT, TAKEN_ID, import_legacy
 from devtools.legacy_schema import LEGACY_METADATA, thought_model, user_model
 from devtools.testing import TEST_OVERRIDES, LocalSystem
+from servicekit.migrations import NotMigrated
 from testkit.databases import POSTGRES_ADMIN_URL, DatabaseFactory, pg_execute
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from thoughts_service.models import Thought
@@ -258,7 +258,7 @@ def test_refuses_rows_our_database_holds_differently(
 
 def test_refuses_an_unmigrated_target(legacy: Legacy, database_factory: DatabaseFactory) -> None:
     empty = Targets(database_factory.empty("sqlite"), database_factory.empty("sqlite"))
-    with pytest.raises(importer.NotMigrated, match="run `python -m users_service migrate`"):
+    with pytest.raises(NotMigrated, match="run `python -m users_service migrate`"):
         run_import(legacy, empty)
 
 

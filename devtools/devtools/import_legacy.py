@@ -42,7 +42,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -54,7 +53,7 @@ from devtools import legacy_schema
 from devtools.legacy_schema import thought_model, user_model
 from devtools.synthetic_thoughts import trigram_index_bulk_mode
 from servicekit.db import Database, DatabaseOptions
-from servicekit.migrations import current_revision, head_revision
+from servicekit.migrations import NotMigrated, require_head
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from thoughts_service.models import TEXT_MAX, Thought
 from thoughts_service.schemas import WHITESPACE, ThoughtText
@@ -392,20 +391,6 @@ async def advance_sequence(engine: AsyncEngine, table: str) -> None:
         await connection.execute(text(_ADVANCE_SEQUENCE.format(table=table)), {"table": table})
 
 
-class NotMigrated(Exception):
-    pass
-
-
-async def _check_migrated(engine: AsyncEngine, migrations: Path, service: str) -> None:
-    head = head_revision(migrations)
-    found = await current_revision(engine)
-    if found != head:
-        raise NotMigrated(
-            f"the {service} database is at migration {found or 'none'}, not {head}: "
-            f"run `python -m {service}_service migrate` first"
-        )
-
-
 async def import_legacy(
     *,
     from_users: str,
@@ -424,8 +409,8 @@ async def import_legacy(
     thoughts_db = Database(thoughts_database_url, DatabaseOptions(pool_size=1))
     hasher = None if dry_run else _Hasher(users_settings or UsersSettings())
     try:
-        await _check_migrated(users_db.engine, USERS_MIGRATIONS, "users")
-        await _check_migrated(thoughts_db.engine, THOUGHTS_MIGRATIONS, "thoughts")
+        await require_head(users_db.engine, USERS_MIGRATIONS, "users")
+        await require_head(thoughts_db.engine, THOUGHTS_MIGRATIONS, "thoughts")
         mode = "dry run: nothing is written" if dry_run else "importing"
         shown = legacy_schema.shown
         say(

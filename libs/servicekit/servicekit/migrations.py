@@ -52,6 +52,23 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(read)
 
 
+class NotMigrated(Exception):
+    """The database is not at this version's newest migration; the message says what to run."""
+
+
+async def require_head(engine: AsyncEngine, migrations_dir: Path, service: str) -> None:
+    """NotMigrated unless the database is at the head of `migrations_dir`: for the commands that
+    write (create-user, import-legacy), which on a database without the tables would fail deep
+    in the driver with a traceback that does not say the one thing to do."""
+    head = head_revision(migrations_dir)
+    found = await current_revision(engine)
+    if found != head:
+        raise NotMigrated(
+            f"the {service} database is at migration {found or 'none'}, not {head}: "
+            f"run `python -m {service}_service migrate` first"
+        )
+
+
 def _run_migrations(connection: Connection, metadata: MetaData) -> None:
     context.configure(
         connection=connection,

@@ -7,7 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from servicekit.migrations import head_revision
 from testkit import python_module_argv
+from users_service.main import MIGRATIONS_DIR
 
 
 def users_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +36,7 @@ def test_create_user_on_an_unmigrated_database_says_to_migrate_first(tmp_path: P
     refused = users_command(tmp_path, "create-user", "bruce")
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
-        "the users database is not migrated (its revision: none); "
+        f"the users database is at migration none, not {head_revision(MIGRATIONS_DIR)}: "
         "run `python -m users_service migrate` first"
     )  # one line, no traceback
 

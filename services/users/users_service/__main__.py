@@ -15,7 +15,7 @@ import os
 import sys
 
 from servicekit.db import Database
-from servicekit.migrations import current_revision, head_revision, upgrade
+from servicekit.migrations import NotMigrated, require_head, upgrade
 from servicekit.server import serve_settings
 from servicekit.settings import load_settings
 from users_service.accounts import UsernameTaken, create_user
@@ -26,18 +26,10 @@ from users_service.signing import generate_key
 from users_service.usernames import InvalidUsername
 
 
-class NotMigrated(Exception):
-    """The database is not at this version's newest migration (or has none at all)."""
-
-
 async def _create_user(settings: UsersSettings, username: str, password: str) -> None:
     database = Database(settings.database_url)
     try:
-        # Checked first: on a database without the tables the insert fails deep in the driver,
-        # with a traceback that does not say the one thing to do.
-        revision = await current_revision(database.engine)
-        if revision != head_revision(MIGRATIONS_DIR):
-            raise NotMigrated(revision or "none")
+        await require_head(database.engine, MIGRATIONS_DIR, "users")
         async with database.sessionmaker() as session:
             user = await create_user(session, Passwords(settings), username, password)
             print(f"created user {user.username!r} with id {user.id}")
@@ -85,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"refusing {args.username!r}: {exc}", file=sys.stderr)
             return 2
         except NotMigrated as exc:
-            print(
-                f"the users database is not migrated (its revision: {exc}); "
-                "run `python -m users_service migrate` first",
-                file=sys.stderr,
-            )
+            print(exc, file=sys.stderr)
             return 2
     return 0
 
