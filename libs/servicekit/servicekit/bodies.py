@@ -18,6 +18,7 @@ URLENCODED = "application/x-www-form-urlencoded"
 FORM_TYPES = (URLENCODED, "multipart/form-data")
 MAX_BODY_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 32
+FORM_NOT_UTF_8 = "the form body is not UTF-8: percent-encode UTF-8 text, or send JSON"
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -70,9 +71,7 @@ def urlencoded_fields(body: bytes) -> dict[str, str]:
             errors="strict",
         )
     except UnicodeDecodeError:
-        raise HTTPException(
-            400, "the form body is not UTF-8: percent-encode UTF-8 text, or send JSON"
-        ) from None
+        raise HTTPException(400, FORM_NOT_UTF_8) from None
     except ValueError:  # parse_qsl's "Max number of fields exceeded"
         raise HTTPException(400, f"the form body has more than {MAX_FORM_FIELDS} fields") from None
     return dict(pairs)
@@ -99,9 +98,7 @@ async def multipart_fields(request: Request) -> dict[str, str]:
     try:
         form = await parser.parse()
     except UnicodeDecodeError:
-        raise HTTPException(
-            400, "the form body is not UTF-8: percent-encode UTF-8 text, or send JSON"
-        ) from None
+        raise HTTPException(400, FORM_NOT_UTF_8) from None
     except Exception as exc:  # malformed multipart bodies raise parser-specific errors
         raise HTTPException(400, "the form body could not be parsed") from exc
     return {key: value for key, value in form.items() if isinstance(value, str)}
