@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from users_service.usernames import USERNAME_MAX
+
 
 class Base(DeclarativeBase):
     pass
@@ -20,7 +22,7 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(50), unique=True, nullable=False)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX), unique=True, nullable=False)
     # users_service.usernames.username_key, unique: `Bruce` and a full-width `bruce` are taken
     # by `bruce`.
     # NULL only for rows older than the key that could not take one (migration 0002).

@@ -45,17 +45,20 @@ Username = Annotated[
     AfterValidator(_new_username),
 ]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
+# The name a login gives: any account's name as typed (folded and looked up later), so longer
+# than a stored one may be; printable, like a new one.
+LoginName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE),
+    AfterValidator(_printable),
+]
 
 
 class Credentials(BaseModel):
     """A login: the book's clients send it form-encoded or as JSON."""
 
     model_config = ConfigDict(extra="ignore")
-    username: Annotated[
-        str,
-        Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE),
-        AfterValidator(_printable),
-    ]
+    username: LoginName
     password: Password
 
 
@@ -93,11 +96,7 @@ class TokenRequest(BaseModel):
     """OAuth2 password grant form (RFC 6749 §4.3.2)."""
 
     grant_type: Literal["password"] = "password"
-    username: Annotated[
-        str,
-        Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE),
-        AfterValidator(_printable),
-    ]
+    username: LoginName
     password: Password
     scope: str = ""
 
