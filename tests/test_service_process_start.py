@@ -16,7 +16,7 @@ from testkit import ServiceProcess, free_port
 from testkit.processes import (
     DEFAULT_START_SECONDS,
     PortPicker,
-    ephemeral_range,
+    ephemeral_start,
     port_slice,
     start_seconds,
 )
@@ -87,7 +87,7 @@ def test_free_ports_come_from_below_the_ephemeral_range_one_slice_per_test_worke
 
     assert set(slices[0]).isdisjoint(slices[1])
     assert min(slices[0]) >= 1024
-    assert max(slices[1]) < ephemeral_range()[0]  # where bind(0) and connect() take theirs
+    assert max(slices[1]) < ephemeral_start()  # where bind(0) and connect() take theirs
 
 
 def test_a_picker_hands_out_every_port_of_its_slice_once_and_skips_a_bound_one() -> None:

@@ -5,14 +5,11 @@ answered 405 to `curl -I`, to uptime monitors and to link checkers on every page
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import httpx
 import pytest
 
 from testkit import ServiceProcess
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")

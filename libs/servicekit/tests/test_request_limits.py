@@ -15,7 +15,6 @@ import pytest
 from servicekit.limits import RequestLimits
 from testkit import ServiceProcess
 
-HERE = Path(__file__).resolve().parent
 LIMITS = RequestLimits()  # run_example.py serves with the defaults
 MB = 1024 * 1024
 

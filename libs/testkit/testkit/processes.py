@@ -43,19 +43,19 @@ def start_seconds() -> float:
 PORT_POOL_SIZE = 10_000
 
 
-def ephemeral_range() -> tuple[int, int]:
-    """Linux's range for bind(0) and outgoing connections (32768-60999 by default)."""
+def ephemeral_start() -> int:
+    """Where Linux's range for bind(0) and outgoing connections starts (32768 by default)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        low = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
     except OSError:
-        return 32768, 60999
-    return int(low), int(high)
+        return 32768
+    return int(low)
 
 
 def port_slice() -> range:
     """This process's share of the pool below the ephemeral range: under pytest-xdist each
     worker (PYTEST_XDIST_WORKER gwN of PYTEST_XDIST_WORKER_COUNT) its own, else all of it."""
-    top = ephemeral_range()[0]
+    top = ephemeral_start()
     pool = range(max(1024, top - PORT_POOL_SIZE), top)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
