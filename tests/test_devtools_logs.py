@@ -18,8 +18,8 @@ import httpx
 from devtools.__main__ import build_parser
 from devtools.logs import main as logs_main
 from devtools.observed import ALL_SERVICES, ObservedSystem
+from testkit import csrf_token
 
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 SHOWN = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) (\S+)\s")
 
 
@@ -27,14 +27,12 @@ def _login_with_request_id(observed: ObservedSystem) -> str:
     request_id = f"find-me-{uuid.uuid4().hex[:12]}"
     with httpx.Client(base_url=observed.url("frontend"), timeout=15) as site:
         form = site.get("/login")
-        token = CSRF_INPUT.search(form.text)
-        assert token
         answer = site.post(
             "/login",
             data={
                 "username": "nobody-here",
                 "password": "wrong-pw-1",
-                "csrf_token": token.group(1),
+                "csrf_token": csrf_token(form.text),
             },
             headers={"X-Request-ID": request_id},
         )

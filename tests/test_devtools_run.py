@@ -14,9 +14,7 @@ from pathlib import Path
 import httpx
 
 from devtools.stack import Ports, Stack
-from testkit import free_port, python_module_argv
-
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+from testkit import csrf_token, free_port, python_module_argv
 
 
 def devtools_run(var_dir: Path, ports: Ports) -> list[str]:
@@ -97,11 +95,13 @@ def test_run_starts_seeds_and_stops_the_whole_system(tmp_path):
         # Log in as a demo user, as the README says.
         with httpx.Client(base_url=site) as browser:
             page = browser.get("/login")
-            token = CSRF_INPUT.search(page.text)
-            assert token
             login = browser.post(
                 "/login",
-                data={"username": "bruce", "password": "bruce", "csrf_token": token.group(1)},
+                data={
+                    "username": "bruce",
+                    "password": "bruce",
+                    "csrf_token": csrf_token(page.text),
+                },
             )
             assert login.status_code == 303
             login_request = login.headers["x-request-id"]

@@ -26,6 +26,7 @@ from testkit import (
     ProcessGroup,
     ServiceProcess,
     StartedApps,
+    csrf_token,
     free_port,
     need,
 )
@@ -209,9 +210,7 @@ async def test_the_frontend_hands_the_visitors_address_to_users_over_its_socket_
 
         async def log_in(secret: str) -> httpx.Response:
             page = await site.get("/login")
-            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-            assert token, page.text
-            form = {"username": name, "password": secret, "csrf_token": token.group(1)}
+            form = {"username": name, "password": secret, "csrf_token": csrf_token(page.text)}
             return await site.post("/login", data=form)
 
         assert [(await log_in("wrong")).status_code for _ in range(3)] == [400, 400, 400]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from typing import Any
@@ -11,21 +10,14 @@ from typing import Any
 import httpx
 
 from devtools.seed import seed_demo
-
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf(html: str) -> str:
-    match = CSRF_INPUT.search(html)
-    assert match
-    return match.group(1)
+from testkit import csrf_token
 
 
 def log_in_through_the_site(site: httpx.Client, username: str, password: str) -> None:
     page = site.get("/login")
     response = site.post(
         "/login",
-        data={"username": username, "password": password, "csrf_token": csrf(page.text)},
+        data={"username": username, "password": password, "csrf_token": csrf_token(page.text)},
     )
     assert response.status_code == 303, response.text
 
@@ -89,7 +81,11 @@ def test_one_request_id_follows_a_click_through_every_service(system):
         page = site.get("/login")
         logged_in = site.post(
             "/login",
-            data={"username": "stephen", "password": "stephen", "csrf_token": csrf(page.text)},
+            data={
+                "username": "stephen",
+                "password": "stephen",
+                "csrf_token": csrf_token(page.text),
+            },
             headers={"X-Request-ID": login_id},
         )
         assert logged_in.status_code == 303, logged_in.text

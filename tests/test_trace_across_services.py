@@ -18,7 +18,6 @@ import asyncio
 import io
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from frontend_service.main import create_app as create_frontend
 from frontend_service.settings import FrontendSettings
 from servicekit.logs import JsonFormatter
 from servicekit.tracing import PROPAGATOR
-from testkit import DatabaseFactory, StartedApps, free_port
+from testkit import DatabaseFactory, StartedApps, csrf_token, free_port
 from thoughts_service.main import MIGRATIONS_DIR as THOUGHTS_MIGRATIONS
 from thoughts_service.main import create_app as create_thoughts
 from thoughts_service.settings import ThoughtsSettings
@@ -49,7 +48,6 @@ from users_service.signing import generate_key
 # Tracing on, as OTEL_EXPORTER_OTLP_ENDPOINT turns it on; nothing is sent there, because the
 # test's provider (the in-memory exporter) is installed first and the kit keeps it.
 OTLP_ENDPOINT = "http://127.0.0.1:4318"
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class Lines(logging.Handler):
@@ -182,20 +180,20 @@ async def test_log_in_and_post_through_the_site_is_one_trace_across_three_servic
             return headers
 
         form = await browser.get("/login", headers=traced())
-        token = CSRF_INPUT.search(form.text)
-        assert token, form.text[:300]
         login = await browser.post(
             "/login",
-            data={"username": "tracy", "password": "tracy-pass-1", "csrf_token": token.group(1)},
+            data={
+                "username": "tracy",
+                "password": "tracy-pass-1",
+                "csrf_token": csrf_token(form.text),
+            },
             headers=traced(),
         )
         assert login.status_code == 303, login.text[:300]
         home = await browser.get("/", headers=traced())
-        token = CSRF_INPUT.search(home.text)
-        assert token, home.text[:300]
         posted = await browser.post(
             "/thoughts/",
-            data={"text": "one trace, three services", "csrf_token": token.group(1)},
+            data={"text": "one trace, three services", "csrf_token": csrf_token(home.text)},
             headers=traced(),
         )
         assert posted.status_code == 303, posted.text[:300]

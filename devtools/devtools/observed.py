@@ -11,7 +11,6 @@ them.
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from devtools.testing import LocalSystem
+from testkit import csrf_token
 
 ALL_SERVICES = ("thoughts", "users", "frontend", "tasks")
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @dataclass
@@ -50,12 +49,6 @@ class SessionSecrets:
 
     def all(self) -> list[str]:
         return [*self.passwords, *self.tokens, *self.cookies]
-
-
-def _csrf(html: str) -> str:
-    match = CSRF_INPUT.search(html)
-    assert match, html[:500]
-    return match.group(1)
 
 
 def _password() -> str:
@@ -144,7 +137,7 @@ def run_realistic_session(observed: ObservedSystem) -> SessionSecrets:
         check(
             site.post(
                 "/login",
-                data={"username": alice, "password": wrong_pw, "csrf_token": _csrf(page.text)},
+                data={"username": alice, "password": wrong_pw, "csrf_token": csrf_token(page.text)},
             ),
             400,
             401,
@@ -153,7 +146,7 @@ def run_realistic_session(observed: ObservedSystem) -> SessionSecrets:
         check(
             site.post(
                 "/login",
-                data={"username": alice, "password": alice_pw, "csrf_token": _csrf(page.text)},
+                data={"username": alice, "password": alice_pw, "csrf_token": csrf_token(page.text)},
             ),
             303,
         )
@@ -162,14 +155,14 @@ def run_realistic_session(observed: ObservedSystem) -> SessionSecrets:
         check(
             site.post(
                 "/thoughts/",
-                data={"text": f"through the site {text}", "csrf_token": _csrf(home.text)},
+                data={"text": f"through the site {text}", "csrf_token": csrf_token(home.text)},
             ),
             303,
         )
         found.cookies += [value for value in site.cookies.values() if len(value) >= 8]
         check(site.get("/search", params={"search": text[-10:]}), 200)
         home = check(site.get("/"), 200)
-        check(site.post("/logout", data={"csrf_token": _csrf(home.text)}), 303)
+        check(site.post("/logout", data={"csrf_token": csrf_token(home.text)}), 303)
         signup = check(site.get("/signup"), 200)
         check(
             site.post(
@@ -178,7 +171,7 @@ def run_realistic_session(observed: ObservedSystem) -> SessionSecrets:
                     "username": carol,
                     "password": carol_pw,
                     "password_again": carol_pw,
-                    "csrf_token": _csrf(signup.text),
+                    "csrf_token": csrf_token(signup.text),
                 },
             ),
             303,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from testkit import csrf_token
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = "/usr/bin/docker"
@@ -140,9 +141,7 @@ def test_the_site_logs_in_through_the_gateway_over_the_backends_sockets(system: 
     USERS_UNIX_SOCKETS and THOUGHTS_UNIX_SOCKETS): a form login and the home page after it."""
     with httpx.Client(base_url=GATEWAY, timeout=10) as site:
         page = site.get("/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token, page.text
-        form = {"username": "bruce", "password": "bruce", "csrf_token": token.group(1)}
+        form = {"username": "bruce", "password": "bruce", "csrf_token": csrf_token(page.text)}
         assert site.post("/login", data=form).status_code == 303
         home = site.get("/")
         assert home.status_code == 200

@@ -4,6 +4,7 @@
 - testkit.processes: real service processes on free ports (also used by bench/run.py)
 - testkit.apps: apps started in process with an HTTP client each
 - testkit.contract: the OpenAPI contract driven by Schemathesis
+- testkit.forms: the CSRF token of a frontend page's form
 - testkit.plugin: the pytest fixtures, registered once in the root conftest.py
 """
 
@@ -16,6 +17,7 @@ from testkit.databases import (
     need,
     postgres_available,
 )
+from testkit.forms import csrf_token
 from testkit.processes import ProcessGroup, ServiceProcess, free_port, python_module_argv
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "ProcessGroup",
     "ServiceProcess",
     "StartedApps",
+    "csrf_token",
     "free_port",
     "in_ci",
     "need",

@@ -8,7 +8,6 @@ apps; each test that logs in uses its own user.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,12 +17,11 @@ import pytest
 
 from frontend_service.main import create_app
 from frontend_service.settings import FrontendSettings
-from testkit import StartedApps
+from testkit import StartedApps, csrf_token
 from testkit.system import RunningSystem
 from testkit.tokens import TokenSigner
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 StartFrontend = Callable[..., Awaitable[httpx.AsyncClient]]
 
@@ -81,11 +79,7 @@ def user(backends: RunningSystem) -> tuple[str, str]:
 class Forms:
     """Submits forms the way a browser does: the CSRF token comes from the page with the form."""
 
-    @staticmethod
-    def csrf_token(html: str) -> str:
-        match = CSRF_INPUT.search(html)
-        assert match, "the page has no CSRF token"
-        return match.group(1)
+    csrf_token = staticmethod(csrf_token)
 
     @classmethod
     async def submit(
