@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from devtools.testing import LocalSystem
-from testkit import need
+from testkit import csrf_token, need
 
 from .test_system import log_in_through_the_site
 
@@ -86,8 +86,8 @@ def test_the_sites_logout_revokes_the_session_token(revoking_system: LocalSystem
         token = site.cookies["mt_session"]
         assert post_thought(revoking_system, token) == 201
         home = site.get("/")
-        csrf = home.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        assert site.post("/logout", data={"csrf_token": csrf}).status_code == 303
+        logout = site.post("/logout", data={"csrf_token": csrf_token(home.text)})
+        assert logout.status_code == 303
     assert post_thought(revoking_system, token) == 401
 
 
